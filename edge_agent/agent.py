@@ -1,0 +1,44 @@
+"""Agent lifecycle: one ordered start-up and its mirror-image teardown, shared by run and demo."""
+
+import contextlib
+import logging
+from typing import Iterator, Sequence
+
+from edge_agent.backends import create_backend
+from edge_agent.backends.base import Backend
+from edge_agent.config import AgentConfig
+from edge_agent.engine import prepare_model
+from edge_agent.pipeline import Pipeline, ResultSink
+from edge_agent.telemetry.metrics import Registry
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def open_backend(config: AgentConfig) -> Iterator[Backend]:
+    """Prepare the model for the configured precision, open the backend, close it on exit."""
+    prepared = prepare_model(config)
+    backend = create_backend(prepared, config)
+    backend.open()
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+@contextlib.contextmanager
+def running_pipeline(config: AgentConfig, registry: Registry,
+                     sinks: Sequence[ResultSink] = ()) -> Iterator[Pipeline]:
+    """Backend open, sources started; yields the pipeline ready for `run`."""
+    with open_backend(config) as backend:
+        memory = backend.memory()
+        log.info("model %s loaded on %s (%s): %.1f MB host, %.1f MB device", config.model.path.name,
+                 backend.name, backend.model.precision, memory.host_bytes / 2**20, memory.device_bytes / 2**20)
+        pipeline = Pipeline(config, backend, registry, sinks)
+        pipeline.start()
+        try:
+            yield pipeline
+        finally:
+            pipeline.stop()
+            for sink in reversed(list(sinks)):
+                sink.close()

@@ -1,0 +1,120 @@
+"""ONNX Runtime backend: CPU everywhere (and the fallback on a Jetson), I/O bound to reused arrays."""
+
+import os
+from typing import Any, Dict, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge_agent.backends.base import Backend, MemoryUsage, TensorSpec
+from edge_agent.errors import BackendUnavailable, ModelError
+
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+class OnnxRuntimeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    type: Literal["onnxruntime"] = "onnxruntime"
+    precision: Precision = Field("fp32", description="Numeric precision served: fp32, fp16 or int8.")
+    threads: int = Field(0, ge=0, le=256, description="Intra-op threads; 0 uses every CPU core.")
+    spin: bool = Field(
+        False, description="Let idle ORT threads spin: lower latency, but steals CPU from capture and postprocessing."
+    )
+
+
+_ONNX_TO_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, model: Any, model_config: Any, max_batch: int, config: OnnxRuntimeConfig) -> None:
+        super().__init__(model, model_config, max_batch)
+        self.config = config
+        self._session: Any = None
+        self._output: Any = None
+        self._bindings: Dict[int, Any] = {}
+
+    def _open(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailable("onnxruntime is not installed ({}); pip install onnxruntime".format(exc)) from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.config.threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.config.spin else "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(str(self.model.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types for bad files
+            raise ModelError(
+                "cannot load model {}: {}. The file may be truncated or not an ONNX model; "
+                "copy it again or point model.path at a valid file.".format(self.model.path, _first_line(exc))
+            ) from None
+        self._setup_buffers(ort)
+
+    def _setup_buffers(self, ort: Any) -> None:
+        spec = self.model_config.input
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        in_meta = inputs[spec.name] if spec.name else self._session.get_inputs()[0]
+        if spec.name and spec.name not in inputs:
+            raise ModelError("model.input.name {!r} is not an input of {}; its inputs are {}".format(
+                spec.name, self.model.path.name, sorted(inputs)))
+        out_name = self.model_config.output.name
+        if out_name and out_name not in outputs:
+            raise ModelError("model.output.name {!r} is not an output of {}; its outputs are {}".format(
+                out_name, self.model.path.name, sorted(outputs)))
+        out_meta = outputs[out_name] if out_name else self._session.get_outputs()[0]
+        dtype = _ONNX_TO_NUMPY.get(in_meta.type)
+        if dtype is None:
+            raise ModelError("input {!r} has type {}; edge-agent feeds float32 or float16".format(
+                in_meta.name, in_meta.type))
+        expected = (spec.channels, spec.height, spec.width) if spec.layout == "NCHW" else (
+            spec.height, spec.width, spec.channels)
+        _check_input_shape(in_meta.name, in_meta.shape, expected, spec.layout, self.max_batch)
+        self.input_spec = TensorSpec(in_meta.name, (self.max_batch,) + expected, np.dtype(dtype))
+        self.input_buffer = np.zeros(self.input_spec.shape, dtype=dtype)
+        probe = self._session.run([out_meta.name], {in_meta.name: self.input_buffer[:1]})[0]
+        self.output_spec = TensorSpec(out_meta.name, (self.max_batch,) + probe.shape[1:], probe.dtype)
+        self._output = np.zeros(self.output_spec.shape, dtype=probe.dtype)
+        for n in range(1, self.max_batch + 1):
+            binding = self._session.io_binding()
+            binding.bind_ortvalue_input(in_meta.name, ort.OrtValue.ortvalue_from_numpy(self.input_buffer[:n]))
+            binding.bind_ortvalue_output(out_meta.name, ort.OrtValue.ortvalue_from_numpy(self._output[:n]))
+            self._bindings[n] = binding
+
+    def _infer(self, n: int) -> np.ndarray:
+        self._session.run_with_iobinding(self._bindings[n])
+        return self._output[:n]
+
+    def _close(self) -> None:
+        self._bindings.clear()
+        self._session = None
+
+    def memory(self) -> MemoryUsage:
+        buffers = sum(a.nbytes for a in (self.input_buffer, self._output) if a is not None)
+        weights = self.model.path.stat().st_size if self.model.path.exists() else 0
+        return MemoryUsage(host_bytes=buffers + weights, device_bytes=0)
+
+
+def _check_input_shape(name: str, shape: Any, expected: Any, layout: str, max_batch: int) -> None:
+    dims = list(shape)
+    if len(dims) != 4:
+        raise ModelError("input {!r} has shape {}; edge-agent needs a 4-D image batch ({})".format(
+            name, dims, layout))
+    batch = dims[0]
+    if isinstance(batch, int) and batch != max_batch and not (batch == 1 and max_batch == 1):
+        raise ModelError("input {!r} has a fixed batch of {}; set pipeline.max_batch: {} or export the model "
+                         "with a dynamic batch dimension".format(name, batch, batch))
+    for got, want, what in zip(dims[1:], expected, ("C", "H", "W") if layout == "NCHW" else ("H", "W", "C")):
+        if isinstance(got, int) and got != want:
+            raise ModelError(
+                "input {!r} has shape {} but the config describes {} {}x{}x{} ({} differs); set model.input "
+                "width/height/color/layout to match the model".format(name, dims, layout, *expected, what))
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

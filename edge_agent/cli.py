@@ -1,0 +1,174 @@
+"""`edge-agent` command line: demo, run, check, bench, version.
+
+Errors a user can fix (EdgeAgentError) print one message and exit non-zero without a traceback;
+anything else is a bug and keeps its traceback and a non-zero exit, so systemd sees the failure.
+"""
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+from edge_agent import __version__
+from edge_agent.errors import EdgeAgentError
+
+log = logging.getLogger("edge_agent")
+
+DESCRIPTION = """\
+edge-agent inspects parts on a production line: it runs a defect-segmentation model on camera
+frames (TensorRT on NVIDIA Jetson, ONNX Runtime anywhere) and reports throughput, latency, memory
+and defects. Start with `edge-agent demo`: the bundled model on a synthetic camera, no setup."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more, got {}".format(text))
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0, got {}".format(text))
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-agent", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version="edge-agent " + __version__)
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                        help="override logging.level from the config")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    demo = commands.add_parser(
+        "demo", help="inspect synthetic parts with the bundled model (no setup needed)",
+        description="Run the bundled demo model on the synthetic camera (or on --config's sources) and show "
+                    "live fps, latency, memory and defects. Ctrl-C stops it and prints the summary.")
+    demo.add_argument("--config", metavar="FILE", help="YAML config to use instead of the built-in demo settings")
+    demo.add_argument("--frames", type=_positive_int, metavar="N", help="stop after N frames")
+    demo.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds")
+    demo.add_argument("--json", action="store_true",
+                      help="print one JSON summary on stdout at the end (frames, fps, latency_ms_p50/p95/p99, "
+                           "defects, mask_iou, rss_mb, backend, precision) instead of the live line")
+    demo.set_defaults(func=cmd_demo)
+
+    run = commands.add_parser(
+        "run", help="the daemon: inspect the configured sources until stopped",
+        description="Run the agent with the given config until SIGINT or SIGTERM. This is what the "
+                    "systemd service starts.")
+    run.add_argument("--config", metavar="FILE", required=True, help="YAML config (e.g. /etc/edge-agent/config.yaml)")
+    run.set_defaults(func=cmd_run)
+
+    check = commands.add_parser(
+        "check", help="validate a config and report the environment",
+        description="Validate the config and report Python, numpy, OpenCV, ONNX Runtime, TensorRT, pycuda, "
+                    "CPU and GPU. Exits 1 when anything fails.")
+    check.add_argument("--config", metavar="FILE", help="YAML config to validate (default: built-in demo settings)")
+    check.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    check.set_defaults(func=cmd_check)
+
+    bench = commands.add_parser(
+        "bench", help="measure backend-only vs end-to-end pipeline throughput",
+        description="Feed one preprocessed batch to the backend in a tight loop, then run the whole pipeline "
+                    "(video-file source, preprocess, infer, postprocess) on the same model, and print both "
+                    "throughputs and their ratio.")
+    bench.add_argument("--config", metavar="FILE", help="YAML config (default: the demo model)")
+    bench.add_argument("--frames", type=_positive_int, default=300, metavar="N", help="frames per measurement (300)")
+    bench.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    bench.set_defaults(func=cmd_bench)
+
+    version = commands.add_parser("version", help="print the version", description="Print edge-agent's version.")
+    version.set_defaults(func=lambda args: print("edge-agent " + __version__) or 0)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level or "info")
+    try:
+        return int(args.func(args) or 0)
+    except EdgeAgentError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(getattr(logging, level.upper()))
+
+
+def _load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> Any:
+    from edge_agent.config import load_config
+
+    return load_config(path, overrides)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edge_agent.agent import running_pipeline
+    from edge_agent.status import StatusLine, summary
+    from edge_agent.telemetry.metrics import Registry
+
+    config = _load(args.config)
+    registry = Registry()
+    stop = threading.Event()
+    with running_pipeline(config, registry) as pipeline:
+        started = time.monotonic()
+        try:
+            if args.json:
+                pipeline.run(stop, args.frames, args.duration)
+            else:
+                with StatusLine(registry):
+                    pipeline.run(stop, args.frames, args.duration)
+        except KeyboardInterrupt:
+            pass
+        seconds = time.monotonic() - started
+        result = summary(registry, seconds, pipeline.backend.name, pipeline.backend.model.precision)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        iou = "n/a" if result["mask_iou"] is None else "{:.3f}".format(result["mask_iou"])
+        print("{frames} frames in {seconds:.1f} s: {fps:.1f} fps, latency p50 {latency_ms_p50:.1f} ms "
+              "p99 {latency_ms_p99:.1f} ms, {defects} defects, mask IoU {iou}, RSS {rss_mb:.0f} MB "
+              "({backend} {precision})".format(iou=iou, **result))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge_agent.service import run_daemon
+
+    config = _load(args.config)
+    if args.log_level is None:
+        _setup_logging(config.logging.level)
+    return run_daemon(config)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from edge_agent.check import run_checks
+
+    return run_checks(args.config, as_json=args.json)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge_agent.bench import run_bench
+
+    result = run_bench(_load(args.config), args.frames)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print("backend only : {backend_fps:8.1f} fps (batch {batch}, {backend} {precision})\n"
+              "end to end   : {pipeline_fps:8.1f} fps ({source})\n"
+              "ratio        : {ratio:8.3f}  (end to end / backend only)".format(**result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The frame loop: take a batch from the sources' slots, preprocess into the backend's input
+buffer, infer, postprocess, hand results to the sinks, record per-stage latencies.
+
+One thread runs the loop; nothing in it allocates arrays per frame except OpenCV's connected
+components label image, and nothing waits on the network (sinks must only enqueue).
+"""
+
+import logging
+import threading
+import time
+from typing import List, NamedTuple, Optional, Sequence
+
+from edge_agent.backends.base import Backend
+from edge_agent.config import AgentConfig
+from edge_agent.postprocess import DefectRegion, Postprocessor
+from edge_agent.preprocess import Geometry, Preprocessor
+from edge_agent.sources import Frame, FrameBoard, SourceRunner
+from edge_agent.telemetry.metrics import Registry
+
+log = logging.getLogger(__name__)
+
+STAGES = ("preprocess", "infer", "postprocess", "sink")
+
+
+class InferenceResult(NamedTuple):
+    """One frame's outcome. `frame.image` is only valid during the sink call: copy what you keep."""
+
+    frame: Frame
+    regions: List[DefectRegion]
+    geometry: Geometry
+    latency_ms: float  # capture to result
+    batch_size: int
+
+
+class ResultSink:
+    """Receives every result on the frame loop's thread; must return quickly (enqueue, never block)."""
+
+    def on_result(self, result: InferenceResult) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Pipeline:
+    def __init__(self, config: AgentConfig, backend: Backend, registry: Registry,
+                 sinks: Sequence[ResultSink] = ()) -> None:
+        if backend.output_spec is None or backend.input_buffer is None:
+            raise ValueError("open the backend before building the pipeline")
+        self.config = config
+        self.backend = backend
+        self.registry = registry
+        self.sinks = list(sinks)
+        self.preprocess = Preprocessor(config.model.input)
+        self.postprocess = Postprocessor(config.model, backend.output_spec.shape[1:])
+        names = [s.name for s in config.sources]
+        self.board = FrameBoard(names, registry)
+        self.runners = [SourceRunner(s, self.board, registry) for s in config.sources]
+        self._batch: List[Frame] = []
+        self._geometries: List[Optional[Geometry]] = [None] * config.pipeline.max_batch
+        self._stage = {s: registry.histogram("stage_ms", stage=s) for s in STAGES}
+        self._latency = registry.histogram("latency_ms")
+        self._processed = {n: registry.counter("frames_processed", source=n) for n in names}
+        self._batches = registry.counter("inference_batches")
+        self._items = registry.counter("inference_items")
+        self._defects = {c: registry.counter("defects", **{"class": c}) for c in config.model.output.defect_classes}
+        self._truth_intersection = registry.counter("truth_intersection_px", unit="px")
+        self._truth_union = registry.counter("truth_union_px", unit="px")
+        self.frames = 0
+
+    def start(self) -> None:
+        for runner in self.runners:
+            runner.start()
+
+    def stop(self) -> None:
+        for runner in self.runners:
+            runner.stop()
+        for runner in self.runners:
+            runner.join()
+
+    def run(self, stop: threading.Event, max_frames: Optional[int] = None,
+            duration_s: Optional[float] = None) -> int:
+        """Process frames until `stop` is set, the sources are exhausted, or a limit is reached."""
+        end = time.monotonic() + duration_s if duration_s is not None else None
+        max_batch = self.config.pipeline.max_batch
+        max_wait = self.config.pipeline.max_wait_ms / 1000.0
+        while not stop.is_set():
+            if max_frames is not None and self.frames >= max_frames:
+                break
+            if end is not None and time.monotonic() >= end:
+                break
+            limit = max_batch if max_frames is None else min(max_batch, max_frames - self.frames)
+            if self.board.take(limit, max_wait, 0.1, self._batch) == 0:
+                if self.board.exhausted:
+                    log.info("every source has finished")
+                    break
+                continue
+            self._process(self._batch)
+        return self.frames
+
+    def _process(self, batch: List[Frame]) -> None:
+        n = len(batch)
+        buffer = self.backend.input_buffer
+        t0 = time.monotonic()
+        for i, frame in enumerate(batch):
+            self._geometries[i] = self.preprocess(frame.image, buffer[i])
+        t1 = time.monotonic()
+        outputs = self.backend.infer(n)
+        t2 = time.monotonic()
+        self._stage["preprocess"].observe((t1 - t0) * 1000.0)
+        self._stage["infer"].observe((t2 - t1) * 1000.0)
+        self._batches.inc()
+        self._items.inc(n)
+        for i, frame in enumerate(batch):
+            t3 = time.monotonic()
+            geometry = self._geometries[i]
+            regions = self.postprocess(outputs[i], geometry)
+            if frame.truth is not None:
+                self._score_against_truth(frame, geometry)
+            t4 = time.monotonic()
+            latency = (t4 - frame.captured) * 1000.0
+            result = InferenceResult(frame, regions, geometry, latency, n)
+            for sink in self.sinks:
+                sink.on_result(result)
+            t5 = time.monotonic()
+            self._stage["postprocess"].observe((t4 - t3) * 1000.0)
+            self._stage["sink"].observe((t5 - t4) * 1000.0)
+            self._latency.observe(latency)
+            self._processed[frame.source].inc()
+            for region in regions:
+                self._defects[region.cls].inc()
+            self.frames += 1
+        batch.clear()
+
+    def _score_against_truth(self, frame: Frame, geometry: Geometry) -> None:
+        predicted = self.postprocess.frame_mask(geometry).astype(bool)
+        truth = frame.truth > 0
+        self._truth_intersection.inc(int((predicted & truth).sum()))
+        self._truth_union.inc(int((predicted | truth).sum()))
+
+
+def mask_iou(registry: Registry) -> Optional[float]:
+    """Dataset-level IoU of reported defect pixels against ground truth, where frames carry it."""
+    union = registry.counter_total("truth_union_px")
+    if union == 0:
+        return None
+    return registry.counter_total("truth_intersection_px") / union

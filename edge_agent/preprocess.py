@@ -1,0 +1,96 @@
+"""Frame -> input tensor, written in place into a slot of a preallocated batch buffer.
+
+The same code feeds inference, calibration and the accuracy gate, so a model sees identical
+pixels everywhere. Working images are cached per frame size, so a steady stream allocates nothing.
+"""
+
+from typing import Dict, NamedTuple, Tuple
+
+import cv2
+import numpy as np
+
+from edge_agent.config import InputConfig
+
+LETTERBOX_FILL = 114
+
+
+class Geometry(NamedTuple):
+    """Maps model-input pixels back to frame pixels: frame = (model - pad) / scale + crop."""
+
+    scale_x: float
+    scale_y: float
+    pad_x: int
+    pad_y: int
+    crop_x: int
+    crop_y: int
+    frame_width: int
+    frame_height: int
+
+
+class Preprocessor:
+    def __init__(self, spec: InputConfig) -> None:
+        self.spec = spec
+        mean = np.asarray(spec.mean, dtype=np.float32)
+        std = np.asarray(spec.std, dtype=np.float32)
+        # (pixel * scale - mean) / std == pixel * gain + offset
+        self._gain = [float(g) for g in spec.scale / std]
+        self._offset = [float(o) for o in -mean / std]
+        self._canvas = np.full((spec.height, spec.width, 3), LETTERBOX_FILL, dtype=np.uint8)
+        self._converted = np.empty((spec.height, spec.width, spec.channels), dtype=np.uint8)
+        self._last_size = (0, 0)
+        self._plans: Dict[Tuple[int, int], Tuple[Geometry, Tuple[slice, slice], Tuple[slice, slice]]] = {}
+
+    @property
+    def input_shape(self) -> Tuple[int, int, int]:
+        s = self.spec
+        return (s.channels, s.height, s.width) if s.layout == "NCHW" else (s.height, s.width, s.channels)
+
+    def __call__(self, frame: np.ndarray, out: np.ndarray) -> Geometry:
+        """Write `frame` (HxWx3 BGR uint8 or HxW gray) into `out` (one sample, float32, model layout)."""
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        height, width = frame.shape[:2]
+        geometry, source_window, target_window = self._plan(width, height)
+        target = self._canvas[target_window]
+        cv2.resize(frame[source_window], (target.shape[1], target.shape[0]), dst=target,
+                   interpolation=cv2.INTER_LINEAR)
+        if self.spec.color == "RGB":
+            cv2.cvtColor(self._canvas, cv2.COLOR_BGR2RGB, dst=self._converted)
+        elif self.spec.color == "GRAY":
+            cv2.cvtColor(self._canvas, cv2.COLOR_BGR2GRAY, dst=self._converted[:, :, 0])
+        else:
+            np.copyto(self._converted, self._canvas)
+        for channel in range(self.spec.channels):
+            plane = out[channel] if self.spec.layout == "NCHW" else out[:, :, channel]
+            np.multiply(self._converted[:, :, channel], self._gain[channel], out=plane, casting="unsafe")
+            plane += self._offset[channel]
+        return geometry
+
+    def _plan(self, width: int, height: int) -> Tuple[Geometry, Tuple[slice, slice], Tuple[slice, slice]]:
+        plan = self._plans.get((width, height))
+        if plan is None:
+            plan = self._plans[(width, height)] = self._make_plan(width, height)
+        if (width, height) != self._last_size and self.spec.resize == "letterbox":
+            self._canvas[...] = LETTERBOX_FILL  # the padding differs between frame sizes
+        self._last_size = (width, height)
+        return plan
+
+    def _make_plan(self, width: int, height: int) -> Tuple[Geometry, Tuple[slice, slice], Tuple[slice, slice]]:
+        out_w, out_h = self.spec.width, self.spec.height
+        full = (slice(0, out_h), slice(0, out_w))
+        if self.spec.resize == "stretch":
+            geometry = Geometry(out_w / width, out_h / height, 0, 0, 0, 0, width, height)
+            return geometry, (slice(0, height), slice(0, width)), full
+        if self.spec.resize == "letterbox":
+            scale = min(out_w / width, out_h / height)
+            new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+            pad_x, pad_y = (out_w - new_w) // 2, (out_h - new_h) // 2
+            geometry = Geometry(new_w / width, new_h / height, pad_x, pad_y, 0, 0, width, height)
+            return geometry, (slice(0, height), slice(0, width)), (
+                slice(pad_y, pad_y + new_h), slice(pad_x, pad_x + new_w))
+        # center_crop: the largest centred window with the model's aspect ratio
+        scale = max(out_w / width, out_h / height)
+        crop_w, crop_h = min(width, round(out_w / scale)), min(height, round(out_h / scale))
+        crop_x, crop_y = (width - crop_w) // 2, (height - crop_h) // 2
+        geometry = Geometry(out_w / crop_w, out_h / crop_h, 0, 0, crop_x, crop_y, width, height)
+        return geometry, (slice(crop_y, crop_y + crop_h), slice(crop_x, crop_x + crop_w)), full

@@ -1,0 +1,33 @@
+"""Daemon lifecycle for `edge-agent run`: ordered start, signal-driven stop, reverse teardown."""
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from edge_agent.agent import running_pipeline
+from edge_agent.config import AgentConfig
+from edge_agent.status import StatusLine
+from edge_agent.telemetry.metrics import Registry
+
+log = logging.getLogger(__name__)
+
+
+def run_daemon(config: AgentConfig) -> int:
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        registry = Registry()
+        with running_pipeline(config, registry) as pipeline, StatusLine(registry, interval=30.0):
+            log.info("running: %d source(s), backend %s", len(pipeline.runners), pipeline.backend.name)
+            pipeline.run(stop)
+        log.info("stopped after %d frames", pipeline.frames)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,126 @@
+"""Metrics registry: counters, gauges and latency histograms, written by the frame loop.
+
+Writers never allocate: a histogram is a preallocated ring of samples. Several readers (the live
+status line, the MQTT publisher, the demo summary) each keep their own cursor, so one reader's
+reporting window never resets another's.
+"""
+
+import threading
+from typing import Dict, Iterator, Optional, Tuple
+
+import numpy as np
+
+Labels = Tuple[Tuple[str, str], ...]
+
+
+class Counter:
+    __slots__ = ("value", "_lock")
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def inc(self, amount: int = 1) -> None:
+        with self._lock:
+            self.value += amount
+
+
+class Gauge:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: Optional[float] = None
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+
+class HistogramStats:
+    __slots__ = ("count", "mean", "p50", "p95", "p99", "max")
+
+    def __init__(self, samples: np.ndarray) -> None:
+        self.count = int(samples.size)
+        if self.count:
+            p50, p95, p99 = np.percentile(samples, (50, 95, 99))
+            self.mean, self.p50, self.p95, self.p99 = float(samples.mean()), float(p50), float(p95), float(p99)
+            self.max = float(samples.max())
+        else:
+            self.mean = self.p50 = self.p95 = self.p99 = self.max = 0.0
+
+    def as_dict(self) -> Dict[str, float]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+class Histogram:
+    """The last `capacity` samples; readers ask for the samples added since their cursor."""
+
+    def __init__(self, capacity: int = 65536) -> None:
+        self._samples = np.zeros(capacity, dtype=np.float64)
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def observe(self, value: float) -> None:
+        with self._lock:
+            self._samples[self._total % self._samples.size] = value
+            self._total += 1
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    def stats_since(self, cursor: int = 0) -> Tuple[HistogramStats, int]:
+        """Statistics over samples added after `cursor` (at most the ring's capacity) and the new cursor."""
+        with self._lock:
+            end = self._total
+            count = min(end - cursor, self._samples.size)
+            first = (end - count) % self._samples.size
+            order = np.arange(first, first + count) % self._samples.size
+            window = self._samples[order]
+        return HistogramStats(window), end
+
+
+class Registry:
+    """Named metrics with labels; `get-or-create` so modules need not register up front."""
+
+    def __init__(self) -> None:
+        self._counters: Dict[Tuple[str, Labels], Counter] = {}
+        self._gauges: Dict[Tuple[str, Labels], Gauge] = {}
+        self._histograms: Dict[Tuple[str, Labels], Histogram] = {}
+        self._units: Dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def counter(self, name: str, unit: str = "count", **labels: str) -> Counter:
+        return self._get(self._counters, Counter, name, unit, labels)
+
+    def gauge(self, name: str, unit: str, **labels: str) -> Gauge:
+        return self._get(self._gauges, Gauge, name, unit, labels)
+
+    def histogram(self, name: str, unit: str = "ms", **labels: str) -> Histogram:
+        return self._get(self._histograms, Histogram, name, unit, labels)
+
+    def _get(self, table, factory, name, unit, labels):  # type: ignore[no-untyped-def]
+        key = (name, tuple(sorted(labels.items())))
+        metric = table.get(key)
+        if metric is None:
+            with self._lock:
+                metric = table.setdefault(key, factory())
+                self._units.setdefault(name, unit)
+        return metric
+
+    def unit(self, name: str) -> str:
+        return self._units.get(name, "")
+
+    def counters(self) -> Iterator[Tuple[str, Labels, int]]:
+        for (name, labels), counter in list(self._counters.items()):
+            yield name, labels, counter.value
+
+    def gauges(self) -> Iterator[Tuple[str, Labels, Optional[float]]]:
+        for (name, labels), gauge in list(self._gauges.items()):
+            yield name, labels, gauge.value
+
+    def histograms(self) -> Iterator[Tuple[str, Labels, Histogram]]:
+        for (name, labels), histogram in list(self._histograms.items()):
+            yield name, labels, histogram
+
+    def counter_total(self, name: str) -> int:
+        return sum(value for metric, _, value in self.counters() if metric == name)
