@@ -29,7 +29,8 @@ def open_backend(config: AgentConfig) -> Iterator[Backend]:
 @contextlib.contextmanager
 def running_pipeline(config: AgentConfig, registry: Registry,
                      sinks: Sequence[ResultSink] = ()) -> Iterator[Pipeline]:
-    """Backend open, sources started; yields the pipeline ready for `run`."""
+    """Backend open, sources started; yields the pipeline ready for `run`. Sinks stay the caller's:
+    telemetry must outlive the pipeline to flush what the last frames produced."""
     with open_backend(config) as backend:
         memory = backend.memory()
         log.info("model %s loaded on %s (%s): %.1f MB host, %.1f MB device", config.model.path.name,
@@ -40,5 +41,3 @@ def running_pipeline(config: AgentConfig, registry: Registry,
             yield pipeline
         finally:
             pipeline.stop()
-            for sink in reversed(list(sinks)):
-                sink.close()

@@ -38,9 +38,6 @@ class ResultSink:
     def on_result(self, result: InferenceResult) -> None:
         pass
 
-    def close(self) -> None:
-        pass
-
 
 class Pipeline:
     def __init__(self, config: AgentConfig, backend: Backend, registry: Registry,
