@@ -28,7 +28,8 @@ class StrictModel(BaseModel):
 
 
 class DeviceConfig(StrictModel):
-    id: str = Field("edge-agent-demo", pattern=NAME_PATTERN, description="Device id, used in MQTT topics and the client id ([a-z0-9_-]).")
+    id: str = Field("edge-agent-demo", pattern=NAME_PATTERN,
+                    description="Device id, used in MQTT topics and the client id ([a-z0-9_-]).")
     site: str = Field("site", pattern=NAME_PATTERN, description="Plant or site id ([a-z0-9_-]).")
     line: str = Field("line", pattern=NAME_PATTERN, description="Production line id ([a-z0-9_-]).")
 
@@ -56,7 +57,8 @@ class InputConfig(StrictModel):
             values = getattr(self, key)
             if len(values) != self.channels:
                 raise ValueError(
-                    "{} has {} values but color {} has {} channel(s)".format(key, len(values), self.color, self.channels)
+                    "{} has {} values but color {} has {} channel(s)".format(
+                        key, len(values), self.color, self.channels)
                 )
         if any(s <= 0 for s in self.std):
             raise ValueError("std values must all be > 0, got {}".format(self.std))
@@ -64,11 +66,12 @@ class InputConfig(StrictModel):
 
 
 class OutputConfig(StrictModel):
-    name: Optional[str] = Field(None, description="Output tensor name; null takes the model's first output.")
+    name: Optional[str] = Field(None,
+                                description="Output tensor name; null takes the model's first output.")
     layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="Output tensor layout.")
     activation: Literal["softmax", "sigmoid", "none"] = Field(
         "softmax",
-        description="softmax: N-class logits; sigmoid: one-channel logit; none: the output already holds probabilities.",
+        description="softmax: N-class logits; sigmoid: one-channel logit; none: output holds probabilities.",
     )
     classes: List[str] = Field(
         ["background", "scratch", "spot", "crack", "pit"],
@@ -263,6 +266,9 @@ def _format_validation_error(exc: ValidationError, where: str, lines: Dict[Tuple
                 text += " Did you mean '{}'?".format(hint[0])
             if allowed:
                 text += " Allowed here: {}.".format(", ".join(allowed))
+        elif error["type"] == "union_tag_not_found":
+            tags = (error.get("ctx") or {}).get("discriminator", "'type'")
+            text = "needs a {} key saying which kind it is; got {}.".format(tags, _show_value(key, error.get("input")))
         else:
             text = "{}; got {}.".format(error["msg"], _show_value(key, error.get("input")))
         problems.append("{} {}".format(prefix, text))

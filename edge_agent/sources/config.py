@@ -12,7 +12,8 @@ NAME_PATTERN = r"^[a-z0-9_-]+$"
 class _SourceBase(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
-    name: str = Field("cam0", pattern=NAME_PATTERN, description="Source name, unique, used in events ([a-z0-9_-]).")
+    name: str = Field("cam0", pattern=NAME_PATTERN,
+                      description="Source name, unique, used in events ([a-z0-9_-]).")
     fps: float = Field(0, ge=0, le=1000, description="Frames per second to deliver; 0 means as fast as it can.")
     retry_initial_s: float = Field(1.0, gt=0, le=60, description="First wait before reopening a failed source.")
     retry_max_s: float = Field(30.0, gt=0, le=3600, description="Longest wait between reopen attempts (backoff cap).")
@@ -43,8 +44,8 @@ class VideoSourceConfig(_SourceBase):
 class CameraSourceConfig(_SourceBase):
     type: Literal["camera"] = "camera"
     device: Union[int, str] = Field(0, description="USB camera index (0) or device path (/dev/video0).")
-    width: Optional[int] = Field(None, ge=16, le=8192, description="Requested capture width; null keeps the camera's.")
-    height: Optional[int] = Field(None, ge=16, le=8192, description="Requested capture height; null keeps the camera's.")
+    width: Optional[int] = Field(None, ge=16, le=8192, description="Requested capture width; null: camera default.")
+    height: Optional[int] = Field(None, ge=16, le=8192, description="Requested capture height; null: camera default.")
 
     @field_validator("device")
     @classmethod
@@ -70,7 +71,8 @@ class RtspSourceConfig(_SourceBase):
 
 class GstreamerSourceConfig(_SourceBase):
     type: Literal["gstreamer"] = "gstreamer"
-    pipeline: str = Field(..., description="GStreamer pipeline string ending in 'appsink' (OpenCV must have GStreamer).")
+    pipeline: str = Field(
+        ..., description="GStreamer pipeline string ending in 'appsink' (OpenCV must have GStreamer).")
 
     @field_validator("pipeline")
     @classmethod

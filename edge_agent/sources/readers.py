@@ -37,13 +37,14 @@ class Reader(abc.ABC):
 
     def open(self) -> None:
         """Open the device or file; raise SourceError with the reason on failure."""
+        return None
 
     @abc.abstractmethod
     def read(self) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """The next frame (BGR uint8) and its ground-truth mask if known."""
 
     def close(self) -> None:
-        pass
+        return None
 
 
 class SyntheticReader(Reader):

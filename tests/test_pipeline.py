@@ -1,0 +1,140 @@
+import threading
+import time
+
+import cv2
+import pytest
+from conftest import dark_square_image
+from onnx_models import dark_spot_model
+
+from edge_agent.agent import running_pipeline
+from edge_agent.config import load_config
+from edge_agent.pipeline import ResultSink
+from edge_agent.telemetry.metrics import Registry
+
+
+class Collect(ResultSink):
+    def __init__(self, delay_s=0.0):
+        self.results = []
+        self.delay_s = delay_s
+
+    def on_result(self, result):
+        self.results.append((result.frame.source, result.frame.index, result.regions, result.batch_size))
+        if self.delay_s:
+            time.sleep(self.delay_s)
+
+
+def _run(config, max_frames=None, duration=None, delay_s=0.0):
+    sink = Collect(delay_s)
+    registry = Registry()
+    with running_pipeline(config, registry, [sink]) as pipeline:
+        pipeline.run(threading.Event(), max_frames, duration)
+        states = {r.name: (r.state, r.reason) for r in pipeline.runners}
+    return sink.results, registry, states
+
+
+def _boxes(count):
+    return [(20 + 10 * i, 30, 40, 30) for i in range(count)]
+
+
+def _dark_config(model, sources, **extra):
+    data = {"model": {"path": str(model), "input": {"width": 64, "height": 64},
+                      "output": {"classes": ["background", "dark"]}, "thresholds": {"min_area_px": 50}},
+            "sources": sources}
+    data.update(extra)
+    return load_config(None, data)
+
+
+def test_folder_source_end_to_end(tmp_path, dark_model):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, box in enumerate(_boxes(6)):
+        cv2.imwrite(str(folder / "{:03d}.png".format(i)), dark_square_image(box=box))
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "zz-broken.png").write_bytes(b"\x89PNG truncated")
+    results, registry, states = _run(_dark_config(dark_model, [{"type": "folder", "name": "bench", "path":
+                                                               str(folder)}]))
+    assert [r[1] for r in results] == list(range(6))  # every image, in name order, none dropped
+    for (_, _, regions, _), box in zip(results, _boxes(6)):
+        (region,) = regions
+        assert region.cls == "dark"
+        assert all(abs(a - b) <= 3 for a, b in zip(region.bbox, box)), (region.bbox, box)
+        assert abs(region.area_px - 1200) <= 150
+    assert states["bench"][0] == "finished"
+    assert registry.counter_total("frames_dropped") == 0
+    assert registry.histogram("stage_ms", stage="infer").total == 6
+
+
+def test_video_file_source_end_to_end(tmp_path, dark_model):
+    path = tmp_path / "line.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (160, 120))
+    for box in _boxes(10):
+        writer.write(dark_square_image(box=box))
+    writer.release()
+    results, _, states = _run(_dark_config(dark_model, [{"type": "video", "name": "vid", "path": str(path)}]))
+    assert len(results) == 10
+    assert all(len(r[2]) == 1 for r in results)
+    assert results[-1][2][0].bbox[0] == pytest.approx(110, abs=3)
+    assert states["vid"][0] == "finished"
+
+
+def test_foreign_model_runs_by_config_alone(tmp_path, write_config):
+    """Different input name, size, layout, colour order, normalization and output kind."""
+    dark_spot_model(tmp_path / "foreign.onnx", input_name="pixels", output_name="defect_logit",
+                            size=(48, 80), layout="NHWC", activation="sigmoid")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), dark_square_image(box=(40, 30, 40, 30)))
+    path = write_config({
+        "model": {"path": "foreign.onnx",
+                  "input": {"name": "pixels", "width": 80, "height": 48, "layout": "NHWC", "color": "BGR",
+                            "scale": 1.0, "mean": [128, 128, 128], "std": [64, 64, 64]},
+                  "output": {"name": "defect_logit", "layout": "NHWC", "activation": "sigmoid",
+                             "classes": ["defect"], "background": None},
+                  "thresholds": {"min_area_px": 50}},
+        "sources": [{"type": "folder", "path": "images"}]})
+    results, _, _ = _run(load_config(path))
+    (region,) = results[0][2]
+    assert region.cls == "defect"
+    assert all(abs(a - b) <= 3 for a, b in zip(region.bbox, (40, 30, 40, 30))), region.bbox
+
+
+def test_a_failing_source_retries_without_stopping_the_others(tmp_path, dark_model):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / "{}.png".format(i)), dark_square_image())
+    config = _dark_config(dark_model, [
+        {"type": "camera", "name": "gone", "device": "/dev/video97", "retry_initial_s": 0.05, "retry_max_s": 0.1},
+        {"type": "folder", "name": "ok", "path": str(folder)}])
+    results, registry, states = _run(config, duration=1.5)
+    assert [r[0] for r in results] == ["ok"] * 3
+    assert states["gone"][0] == "retrying"
+    assert "/dev/video97" in states["gone"][1]
+    assert registry.counter_total("source_failures") >= 3  # backoff retries, not a busy loop
+    assert registry.counter_total("source_failures") < 40
+
+
+def test_live_source_drops_oldest_and_counts_it(dark_model):
+    config = _dark_config(dark_model, [{"type": "synthetic", "name": "cam", "fps": 200}])
+    results, registry, _ = _run(config, max_frames=10, delay_s=0.03)
+    assert len(results) == 10
+    dropped = registry.counter_total("frames_dropped")
+    assert dropped > 10
+    indices = [r[1] for r in results]
+    assert indices == sorted(indices) and indices[-1] - indices[0] > 10  # newest frames, gaps between
+
+
+def test_frames_from_several_sources_are_batched(tmp_path, dark_model):
+    folders = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(4):
+            cv2.imwrite(str(folder / "{}.png".format(i)), dark_square_image())
+        folders.append({"type": "folder", "name": name, "path": str(folder)})
+    config = _dark_config(dark_model, folders, pipeline={"max_batch": 2, "max_wait_ms": 200})
+    results, registry, _ = _run(config)
+    assert sorted((r[0], r[1]) for r in results) == [(s, i) for s in "ab" for i in range(4)]
+    assert max(r[3] for r in results) == 2
+    assert registry.counter_total("inference_items") == 8
+    assert registry.counter_total("inference_batches") < 8
