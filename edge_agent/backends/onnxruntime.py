@@ -15,7 +15,7 @@ Precision = Literal["fp32", "fp16", "int8"]
 class OnnxRuntimeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
-    type: Literal["onnxruntime"] = "onnxruntime"
+    type: Literal["onnxruntime"] = Field("onnxruntime", description="ONNX Runtime on the CPU: runs anywhere.")
     precision: Precision = Field("fp32", description="Numeric precision served: fp32, fp16 or int8.")
     threads: int = Field(0, ge=0, le=256, description="Intra-op threads; 0 uses every CPU core.")
     spin: bool = Field(

@@ -14,13 +14,16 @@ class _SourceBase(BaseModel):
 
     name: str = Field("cam0", pattern=NAME_PATTERN,
                       description="Source name, unique, used in events ([a-z0-9_-]).")
-    fps: float = Field(0, ge=0, le=1000, description="Frames per second to deliver; 0 means as fast as it can.")
+    fps: float = Field(0, ge=0, le=1000, description=(
+        "Frames per second to deliver. 0: as fast as it reads; files and the synthetic camera then wait for the "
+        "pipeline (no frame lost), live cameras deliver at their own rate. A paced or live source keeps only the "
+        "newest frame and counts the ones it drops."))
     retry_initial_s: float = Field(1.0, gt=0, le=60, description="First wait before reopening a failed source.")
     retry_max_s: float = Field(30.0, gt=0, le=3600, description="Longest wait between reopen attempts (backoff cap).")
 
 
 class SyntheticSourceConfig(_SourceBase):
-    type: Literal["synthetic"] = "synthetic"
+    type: Literal["synthetic"] = Field("synthetic", description="Generated images with ground truth.")
     width: int = Field(320, ge=32, le=4096, description="Frame width in pixels.")
     height: int = Field(240, ge=32, le=4096, description="Frame height in pixels.")
     seed: int = Field(1000, ge=0, description="Generator seed; the same seed gives the same frames.")
@@ -30,19 +33,19 @@ class SyntheticSourceConfig(_SourceBase):
 
 
 class FolderSourceConfig(_SourceBase):
-    type: Literal["folder"] = "folder"
+    type: Literal["folder"] = Field("folder", description="Images from a folder.")
     path: Path = Field(..., description="Folder of images (png, jpg, jpeg, bmp, tif, tiff), read in name order.")
     loop: bool = Field(False, description="Start again from the first image after the last.")
 
 
 class VideoSourceConfig(_SourceBase):
-    type: Literal["video"] = "video"
+    type: Literal["video"] = Field("video", description="A video file.")
     path: Path = Field(..., description="Video file readable by OpenCV (mp4, avi, mkv...).")
     loop: bool = Field(False, description="Rewind and play again at the end.")
 
 
 class CameraSourceConfig(_SourceBase):
-    type: Literal["camera"] = "camera"
+    type: Literal["camera"] = Field("camera", description="A USB or V4L2 camera.")
     device: Union[int, str] = Field(0, description="USB camera index (0) or device path (/dev/video0).")
     width: Optional[int] = Field(None, ge=16, le=8192, description="Requested capture width; null: camera default.")
     height: Optional[int] = Field(None, ge=16, le=8192, description="Requested capture height; null: camera default.")
@@ -58,7 +61,7 @@ class CameraSourceConfig(_SourceBase):
 
 
 class RtspSourceConfig(_SourceBase):
-    type: Literal["rtsp"] = "rtsp"
+    type: Literal["rtsp"] = Field("rtsp", description="An RTSP network camera.")
     url: str = Field(..., description="rtsp:// or rtsps:// URL; credentials in it are masked in logs.")
 
     @field_validator("url")
@@ -70,7 +73,7 @@ class RtspSourceConfig(_SourceBase):
 
 
 class GstreamerSourceConfig(_SourceBase):
-    type: Literal["gstreamer"] = "gstreamer"
+    type: Literal["gstreamer"] = Field("gstreamer", description="A GStreamer pipeline (CSI cameras).")
     pipeline: str = Field(
         ..., description="GStreamer pipeline string ending in 'appsink' (OpenCV must have GStreamer).")
 
