@@ -2,10 +2,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
 
 from edge_agent.config import AgentConfig, dump_config, load_config
 from edge_agent.errors import ConfigError
+
+from conftest import REPO
 
 
 def test_defaults_are_the_demo():

@@ -3,13 +3,14 @@ import time
 
 import cv2
 import pytest
-from conftest import dark_square_image
-from onnx_models import dark_spot_model
 
 from edge_agent.agent import running_pipeline
 from edge_agent.config import load_config
 from edge_agent.pipeline import ResultSink
 from edge_agent.telemetry.metrics import Registry
+
+from conftest import dark_square_image
+from onnx_models import dark_spot_model
 
 
 class Collect(ResultSink):
