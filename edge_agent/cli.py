@@ -98,6 +98,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 141
 
 
 def _setup_logging(level: str) -> None:
