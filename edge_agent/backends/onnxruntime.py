@@ -59,10 +59,10 @@ class OnnxRuntimeBackend(Backend):
         spec = self.model_config.input
         inputs = {i.name: i for i in self._session.get_inputs()}
         outputs = {o.name: o for o in self._session.get_outputs()}
-        in_meta = inputs[spec.name] if spec.name else self._session.get_inputs()[0]
         if spec.name and spec.name not in inputs:
             raise ModelError("model.input.name {!r} is not an input of {}; its inputs are {}".format(
                 spec.name, self.model.path.name, sorted(inputs)))
+        in_meta = inputs[spec.name] if spec.name else self._session.get_inputs()[0]
         out_name = self.model_config.output.name
         if out_name and out_name not in outputs:
             raise ModelError("model.output.name {!r} is not an output of {}; its outputs are {}".format(
