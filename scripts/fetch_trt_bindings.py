@@ -47,7 +47,7 @@ def fetch(version: str, project: str, python: str) -> str:
         result = subprocess.run(
             [python, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", download,
              "{}=={}".format(project, version)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            universal_newlines=True)
+            text=True)
         wheels = list(Path(download).glob("*.whl"))
         if result.returncode != 0 or not wheels:
             reason = "pip download {}=={} failed: {}".format(project, version, result.stdout.strip()[-500:])

@@ -25,7 +25,7 @@ def prepare_model(config: "AgentConfig", progress: Optional[Progress] = None, fo
 def prepare(config: "AgentConfig", progress: Optional[Progress] = None, force: bool = False,
             precision: Optional[str] = None) -> "BuildReport":
     """Prepare (or load from the cache) the model for `precision` (default: backend.precision)."""
-    from edge_agent.engine.prepare import Preparation
+    from edge_agent.engine.chain import Preparation
 
     return Preparation(config, progress, force).run(precision or config.backend.precision)
 

@@ -96,7 +96,8 @@ class EngineCache:
         if size == 0:
             return "the file is empty (0 bytes, an interrupted write)"
         if size != manifest.get("artifact_bytes"):
-            return "the file has {} bytes, the manifest says {} (truncated)".format(size, manifest.get("artifact_bytes"))
+            return "the file has {} bytes, the manifest says {} (truncated)".format(
+                size, manifest.get("artifact_bytes"))
         if file_sha256(artifact) != manifest.get("artifact_sha256"):
             return "its sha256 differs from the manifest (corrupt)"
         return None

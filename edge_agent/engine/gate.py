@@ -17,7 +17,6 @@ from edge_agent.backends.base import PreparedModel
 from edge_agent.backends.onnxruntime import OnnxRuntimeConfig
 from edge_agent.config import AgentConfig
 from edge_agent.engine.calibration import ImageSet
-from edge_agent.postprocess import Postprocessor
 
 
 def run_gate(config: AgentConfig, candidate: PreparedModel, images: ImageSet,
@@ -35,15 +34,11 @@ def run_gate(config: AgentConfig, candidate: PreparedModel, images: ImageSet,
     count = 0
     with create_backend(reference_model, reference_config) as reference, \
             create_backend(candidate, config) as served:
-        sample_shape = reference.output_spec.shape[1:]
-        post_ref = Postprocessor(config.model, sample_shape)
-        post_cand = Postprocessor(config.model, sample_shape)
         for tensor in images.tensors(config.model.input):
             reference.input_buffer[0] = tensor[0]
             served.input_buffer[0] = tensor[0]
-            # the serving activation (Postprocessor's), so the gate sees what the line sees
-            ref_probs = post_ref._activate(reference.infer(1)[0])
-            cand_probs = post_cand._activate(served.infer(1)[0].astype(np.float32))
+            ref_probs = probabilities(reference.infer(1)[0], config)
+            cand_probs = probabilities(served.infer(1)[0], config)
             drift = max(drift, float(np.max(np.abs(ref_probs - cand_probs))))
             ref_mask = _class_mask(ref_probs, config)
             cand_mask = _class_mask(cand_probs, config)
@@ -72,6 +67,20 @@ def run_gate(config: AgentConfig, candidate: PreparedModel, images: ImageSet,
         "passed": not reasons,
         "reason": "; ".join(reasons) if reasons else "agrees with the FP32 reference",
     }
+
+
+def probabilities(output: np.ndarray, config: AgentConfig) -> np.ndarray:
+    """Every class's probability as (C, H, W) float32: the output's activation (model.output)."""
+    out = config.model.output
+    planes = np.asarray(output, dtype=np.float32)
+    if out.layout == "NHWC":
+        planes = planes.transpose(2, 0, 1)
+    if out.activation == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-planes))
+    if out.activation == "softmax":
+        shifted = np.exp(planes - planes.max(axis=0, keepdims=True))
+        return shifted / shifted.sum(axis=0, keepdims=True)
+    return planes
 
 
 def _class_mask(probs: np.ndarray, config: AgentConfig) -> np.ndarray:

@@ -66,7 +66,8 @@ def probe(module: str = "tensorrt") -> Dict[str, Any]:
         "dla_cores": int(builder.num_DLA_cores),
         "precision_flags": hasattr(trt.BuilderFlag, "FP16"),
         "int8_flag": hasattr(trt.BuilderFlag, "INT8"),
-        "implicit_calibrator": hasattr(trt, "IInt8EntropyCalibrator2") and hasattr(trt.IBuilderConfig, "int8_calibrator"),
+        "implicit_calibrator": (hasattr(trt, "IInt8EntropyCalibrator2")
+                                and hasattr(trt.IBuilderConfig, "int8_calibrator")),
     }
 
 

@@ -22,7 +22,7 @@ from edge_agent.engine.trt_builder import probe
 from edge_agent.errors import ConfigError, EngineError
 
 if TYPE_CHECKING:
-    from edge_agent.engine.prepare import Preparation
+    from edge_agent.engine.chain import Preparation
 
 log = logging.getLogger(__name__)
 TENSORRT_MODULE = "tensorrt"  # tests point this at a fake generated from the real surface
@@ -35,7 +35,7 @@ def gpu_identity() -> str:
         return model.read_bytes().rstrip(b"\0").decode(errors="replace").strip()
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=10, universal_newlines=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=10, text=True)
         if out.returncode == 0 and out.stdout.strip():
             return out.stdout.strip().splitlines()[0]
     except (OSError, subprocess.TimeoutExpired):

@@ -112,7 +112,8 @@ class Preparation:
             return gates.skipped("engine.gate.enabled is false", prepared.precision), entry
         _, validation = self.image_sets()
         settings = fingerprint({"validation": validation.digest(), "floor": gate.iou_floor,
-                                "drift": gate.max_probability_drift, "model": self.config.model.model_dump(mode="json")})
+                                "drift": gate.max_probability_drift,
+                                "model": self.config.model.model_dump(mode="json")})
         stored = entry.manifest.get("gate")
         if not self.force and stored and stored.get("settings") == settings:
             return stored, entry
