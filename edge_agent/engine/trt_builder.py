@@ -125,7 +125,7 @@ def _calibrator(trt: Any, table: Path) -> Any:
         """Serves an existing calibration table only: a site's DeepStream/trtexec cache."""
 
         def __init__(self) -> None:
-            base.__init__(self)
+            trt.IInt8EntropyCalibrator2.__init__(self)
 
         def get_batch_size(self) -> int:
             return 1
