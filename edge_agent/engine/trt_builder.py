@@ -119,9 +119,7 @@ def _progress_monitor(trt: Any, report: Report) -> Any:
 
 
 def _calibrator(trt: Any, table: Path) -> Any:
-    base = require(trt, trt, "IInt8EntropyCalibrator2", "engine.calibration with a calibration table")
-
-    class TableCalibrator(base):
+    class TableCalibrator(trt.IInt8EntropyCalibrator2):
         """Serves an existing calibration table only: a site's DeepStream/trtexec cache."""
 
         def __init__(self) -> None:
@@ -165,12 +163,14 @@ def build_plan(report: Report, module: str, onnx_path: str, output: str, precisi
             raise EngineError("no optimization profile for input {!r}; set model.input.name".format(tensor.name))
         optimization_profile.set_shape(tensor.name, *[tuple(s) for s in shapes])
     config.add_optimization_profile(optimization_profile)
+    if calibration_table:  # checked first: its absence (TensorRT 11) is the actionable message
+        require(trt, trt, "IInt8EntropyCalibrator2", "backend.calibration_cache (an existing calibration table)")
+        require(trt, trt.IBuilderConfig, "int8_calibrator", "backend.calibration_cache")
     if not strongly_typed and precision in ("fp16", "int8"):
         config.set_flag(require(trt, trt.BuilderFlag, "FP16", "an FP16 engine without a strongly typed network"))
     if not strongly_typed and precision == "int8":
         config.set_flag(require(trt, trt.BuilderFlag, "INT8", "an INT8 engine without a strongly typed network"))
         if calibration_table:
-            require(trt, trt.IBuilderConfig, "int8_calibrator", "backend.calibration_cache")
             config.int8_calibrator = _calibrator(trt, Path(calibration_table))
     if dla_core is not None:
         if builder.num_DLA_cores > dla_core:

@@ -1,9 +1,9 @@
 import pytest
 
-from onnx_models import tiny_unet_model
-
 from edge_agent.config import load_config
 from edge_agent.engine.calibration import write_demo_sets
+
+from onnx_models import tiny_unet_model
 
 
 @pytest.fixture(scope="session")
