@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from engine_fixtures import engine_config_fixture, image_sets_fixture  # noqa: F401 -- fixtures
 
 from edge_agent.cli import main
 from edge_agent.engine.cache import EngineCache

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import onnx
 import pytest
+from engine_fixtures import engine_config_fixture, image_sets_fixture  # noqa: F401 -- fixtures
 
 from edge_agent.agent import open_backend
 from edge_agent.engine import prepare, prepare_model
