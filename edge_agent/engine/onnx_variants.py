@@ -29,7 +29,7 @@ def load_model(path: Path) -> onnx.ModelProto:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx raises DecodeError, ValidationError, OSError... for a bad file
-        raise ModelError("{} is not a valid ONNX model ({}: {}). The file may be truncated: copy it again "
+        raise ModelError("{} is not a valid ONNX model ({}: {}): truncated or not an ONNX model. Copy it again "
                          "or re-export it.".format(path, type(exc).__name__, _first_line(exc))) from None
     if not model.graph.node:
         raise ModelError("{} holds an empty graph. Re-export the model.".format(path))
