@@ -83,6 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the result as one JSON object")
     bench.set_defaults(func=cmd_bench)
 
+    build = commands.add_parser(
+        "build", help="prepare the model: FP16/INT8 variant or TensorRT engine, cached and accuracy-gated",
+        description="Build (or load from the cache) what the configured backend serves: the FP16 / INT8 ONNX "
+                    "variant for ONNX Runtime, or a TensorRT engine built on this device in a child process. "
+                    "Reduced precision must pass the accuracy gate against FP32 (IoU agreement >= "
+                    "engine.gate.iou_floor), else it falls back INT8 -> FP16 -> FP32. `edge-agent run` goes "
+                    "through the same path, so a build beforehand makes the first start take seconds.")
+    build.add_argument("--config", metavar="FILE", help="YAML config (default: the demo model)")
+    build.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="override backend.precision")
+    build.add_argument("--force", action="store_true", help="rebuild even when the cache holds a valid entry")
+    build.add_argument("--json", action="store_true",
+                       help="print one JSON object: backend, precision_requested, precision_served, cache "
+                            "(hit|built|none), seconds, artifact, artifact_bytes, engine_memory_bytes, gate "
+                            "{iou_agreement, max_probability_drift, passed, ...}, fallbacks")
+    build.set_defaults(func=cmd_build)
+
     version = commands.add_parser("version", help="print the version", description="Print edge-agent's version.")
     version.set_defaults(func=lambda args: print("edge-agent " + __version__) or 0)
     return parser
@@ -170,6 +186,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("backend only : {backend_fps:8.1f} fps (batch {batch}, {backend} {precision})\n"
               "end to end   : {pipeline_fps:8.1f} fps ({source})\n"
               "ratio        : {ratio:8.3f}  (end to end / backend only)".format(**result))
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from edge_agent.engine import prepare
+    from edge_agent.engine.progress import ProgressPrinter
+
+    config = _load(args.config)
+    with ProgressPrinter(sys.stderr) as progress:
+        report = prepare(config, progress, force=args.force, precision=args.precision)
+    print(json.dumps(report.as_dict()) if args.json else report.text())
     return 0
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from typing_extensions import Annotated, get_args, get_origin
 
 from edge_agent.backends.onnxruntime import OnnxRuntimeConfig
+from edge_agent.engine.config import EngineConfig, TensorRTConfig
 from edge_agent.errors import ConfigError
 from edge_agent.sources.config import SourceConfig, SyntheticSourceConfig
 from edge_agent.telemetry.config import MqttConfig
@@ -134,7 +135,7 @@ class ModelConfig(StrictModel):
         return self
 
 
-BackendConfig = Annotated[Union[OnnxRuntimeConfig], Field(discriminator="type")]
+BackendConfig = Annotated[Union[OnnxRuntimeConfig, TensorRTConfig], Field(discriminator="type")]
 
 
 class PipelineConfig(StrictModel):
@@ -170,6 +171,7 @@ class AgentConfig(StrictModel):
         [SyntheticSourceConfig()], min_length=1, description="Frame sources (cameras, files, synthetic)."
     )
     memory: MemoryConfig = Field(MemoryConfig(), description="Memory budget.")
+    engine: EngineConfig = Field(EngineConfig(), description="Model preparation: calibration, accuracy gate, cache.")
     mqtt: MqttConfig = Field(MqttConfig(), description="Telemetry broker.")
     paths: PathsConfig = Field(PathsConfig(), description="Where state and caches live.")
     logging: LoggingConfig = Field(LoggingConfig(), description="Logging.")

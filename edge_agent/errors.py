@@ -19,3 +19,7 @@ class ModelError(EdgeAgentError):
 
 class BackendUnavailable(EdgeAgentError):
     """The selected backend cannot run here (a missing library or device)."""
+
+
+class EngineError(EdgeAgentError):
+    """Preparing or building a model failed (calibration, quantization, TensorRT build, cache)."""

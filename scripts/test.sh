@@ -17,5 +17,11 @@ fi
 ensure_venv dev
 
 # tests/test_code_quality.py runs vermin (Python 3.8 compatibility of edge_agent/) and ruff
+echo "== real TensorRT Python bindings for the conformance tests (cached in .cache/trt-bindings)"
+if ! command -v gcc >/dev/null 2>&1 || ! command -v nm >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gcc binutils >/dev/null || true
+fi
+.venv/bin/python scripts/fetch_trt_bindings.py || echo "   (not fetched: the TensorRT conformance tests will SKIP and say so)"
+
 echo "== tests (pytest)"
 .venv/bin/python -m pytest "$@"

@@ -64,3 +64,41 @@ def dark_spot_model(path: Path, input_name: str = "image", output_name: str = "l
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return Path(path)
+
+
+def tiny_unet_model(path: Path, size=(32, 32), classes: int = 5, seed: int = 0, opset: int = 13) -> Path:
+    """A small encoder-decoder conv net (Conv/Relu, strided conv down, Resize up, skip Add) with a
+    dynamic batch: big enough for INT8 quantization to insert real Q/DQ pairs, small enough for tests.
+    Its class-0 logit follows brightness, so masks are not all one class."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+
+    def conv(name, cin, cout, k, stride=1):
+        w = rng.normal(0, (2.0 / (cin * k * k)) ** 0.5, (cout, cin, k, k)).astype(np.float32)
+        b = rng.normal(0, 0.05, cout).astype(np.float32)
+        inits.extend([numpy_helper.from_array(w, name + "_w"), numpy_helper.from_array(b, name + "_b")])
+        return name + "_w", name + "_b", dict(kernel_shape=[k, k], pads=[k // 2] * 4, strides=[stride, stride])
+
+    inits = []
+    nodes = []
+    w, b, attrs = conv("enc1", 3, 8, 3)
+    nodes += [helper.make_node("Conv", ["image", w, b], ["e1"], **attrs), helper.make_node("Relu", ["e1"], ["r1"])]
+    w, b, attrs = conv("down", 8, 16, 3, stride=2)
+    nodes += [helper.make_node("Conv", ["r1", w, b], ["d1"], **attrs), helper.make_node("Relu", ["d1"], ["r2"])]
+    inits.append(numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=np.float32), "scales"))
+    nodes.append(helper.make_node("Resize", ["r2", "", "scales"], ["up"], mode="nearest"))
+    w, b, attrs = conv("proj", 16, 8, 1)
+    nodes += [helper.make_node("Conv", ["up", w, b], ["p1"], **attrs), helper.make_node("Add", ["p1", "r1"], ["s1"]),
+              helper.make_node("Relu", ["s1"], ["r3"])]
+    w, b, attrs = conv("head", 8, classes, 1)
+    nodes.append(helper.make_node("Conv", ["r3", w, b], ["logits"], **attrs))
+    graph = helper.make_graph(
+        nodes, "tiny_unet",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, height, width])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes, height, width])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return Path(path)

@@ -1,0 +1,118 @@
+"""Run one long preparation step (TensorRT build, INT8 calibration) in a child process.
+
+A TensorRT crash or an out-of-memory kill then ends only the child: the caller gets an
+EngineError that names the cause, and stays responsive meanwhile: it reports progress at least
+every `heartbeat` seconds (the service turns that into STATUS= / EXTEND_TIMEOUT_USEC=). The child
+is started with "spawn", so it inherits no threads or CUDA context from the caller. The step
+writes only to the temporary path it is given; the cache deletes that file on any failure.
+"""
+
+import importlib
+import logging
+import multiprocessing
+import queue
+import signal
+import time
+from typing import Any, Callable, Dict, Optional
+
+from edge_agent.errors import EdgeAgentError, EngineError
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, Optional[float]], None]
+
+_SIGNAL_HINTS = {
+    signal.SIGKILL: "killed by SIGKILL: usually the kernel's out-of-memory killer (see `journalctl -k | grep -i "
+                    "oom`). Lower backend.workspace_mb or memory.limit_mb, or stop other programs during the build",
+    signal.SIGSEGV: "crashed with a segmentation fault inside the native library",
+    signal.SIGABRT: "aborted by the native library (see the log lines above)",
+    signal.SIGTERM: "terminated by SIGTERM",
+}
+
+
+def run_isolated(target: str, kwargs: Dict[str, Any], what: str, progress: Progress,
+                 heartbeat: float = 5.0) -> Any:
+    """Call `module:function(report=..., **kwargs)` in a child; return its result or raise EngineError."""
+    context = multiprocessing.get_context("spawn")
+    messages = context.Queue()
+    child = context.Process(target=_child_main, args=(target, kwargs, messages, logging.getLogger().level),
+                            name="edge-agent-" + what.replace(" ", "-"), daemon=True)
+    started = time.monotonic()
+    last_text, last_fraction = what, None
+    outcome = None
+    progress(what + ": starting", None)
+    child.start()
+    try:
+        while outcome is None:
+            try:
+                message = messages.get(timeout=heartbeat)
+            except queue.Empty:
+                if not child.is_alive():
+                    outcome = _drain(messages)
+                    break
+                progress("{} ({:.0f} s)".format(last_text, time.monotonic() - started), last_fraction)
+                continue
+            if message[0] == "progress":
+                last_text, last_fraction = message[1], message[2]
+                progress(last_text, last_fraction)
+            else:
+                outcome = message
+        child.join()
+    finally:
+        if child.is_alive():  # the caller was interrupted: never leave a build running behind
+            child.terminate()
+            child.join(5)
+            if child.is_alive():
+                child.kill()
+                child.join()
+    seconds = time.monotonic() - started
+    if outcome is None:
+        raise EngineError("{} failed after {:.0f} s: the child process {}.".format(
+            what, seconds, _exit_cause(child.exitcode)))
+    if outcome[0] == "error":
+        _, kind, message, exit_code = outcome
+        error = EngineError("{} failed: {}".format(what, message) if kind != "EdgeAgentError" else message)
+        error.exit_code = exit_code
+        raise error
+    return outcome[1]
+
+
+def _drain(messages: Any) -> Optional[Any]:
+    while True:
+        try:
+            message = messages.get(timeout=0.5)
+        except queue.Empty:
+            return None
+        if message[0] != "progress":
+            return message
+
+
+def _exit_cause(code: Optional[int]) -> str:
+    if code is None:
+        return "did not report an exit status"
+    if code < 0:
+        number = -code
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "signal {}".format(number)
+        return _SIGNAL_HINTS.get(number, "was killed by {}".format(name))
+    return "exited with status {} without a result".format(code)
+
+
+def _child_main(target: str, kwargs: Dict[str, Any], messages: Any, level: int) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s[build]: %(message)s")
+    module_name, function_name = target.split(":")
+
+    def report(text: str, fraction: Optional[float] = None) -> None:
+        messages.put(("progress", text, fraction))
+
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+        messages.put(("result", function(report=report, **kwargs)))
+    except EdgeAgentError as exc:
+        messages.put(("error", "EdgeAgentError", str(exc), exc.exit_code))
+    except Exception as exc:  # anything else still reaches the parent with its type, not a silent exit
+        log.exception("%s failed", target)
+        messages.put(("error", type(exc).__name__, "{}: {}".format(type(exc).__name__, exc), 1))
+    messages.close()
+    messages.join_thread()

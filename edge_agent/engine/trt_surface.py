@@ -1,0 +1,85 @@
+"""Every `tensorrt` name the project uses: one declared surface, checked against the real bindings.
+
+`tests/engine/test_trt_conformance.py` imports the real TensorRT Python bindings of each
+supported version (PyPI wheels, stub NVIDIA libraries) and checks each entry: it exists with a
+matching signature in every version, or it is marked `probed` and the code asks `hasattr` before
+using it. An AST test checks that every `trt.X` written in `edge_agent/` is declared here, and the
+builder's test fakes are generated from this list and the recorded real surface, so no fake
+offers what TensorRT lacks. Add a name here before using it (the runtime backend too).
+"""
+
+from typing import NamedTuple, Tuple
+
+SUPPORTED_VERSIONS = ("8.6.1", "10.3.0", "10.13.3.9", "10.16.1.11", "11.4.0.106")
+
+
+class Use(NamedTuple):
+    name: str  # dotted path below the module, e.g. "Builder.create_network"
+    params: Tuple[str, ...] = ()  # positional arguments the project passes, in order (after self)
+    probed: bool = False  # True: guarded by hasattr, absent in some supported version
+
+
+SURFACE = (
+    Use("__version__"),
+    Use("ILogger"),
+    Use("ILogger.__init__"),
+    Use("ILogger.log", ("severity", "msg")),
+    Use("ILogger.Severity.INTERNAL_ERROR"),
+    Use("ILogger.Severity.ERROR"),
+    Use("ILogger.Severity.WARNING"),
+    Use("ILogger.Severity.INFO"),
+    Use("Builder", ("logger",)),
+    Use("Builder.create_network", ("flags",)),
+    Use("Builder.create_builder_config"),
+    Use("Builder.create_optimization_profile"),
+    Use("Builder.build_serialized_network", ("network", "config")),
+    Use("Builder.num_DLA_cores"),
+    Use("NetworkDefinitionCreationFlag.EXPLICIT_BATCH", probed=True),
+    Use("NetworkDefinitionCreationFlag.STRONGLY_TYPED", probed=True),
+    Use("INetworkDefinition.num_inputs"),
+    Use("INetworkDefinition.get_input", ("index",)),
+    Use("ITensor.name"),
+    Use("ITensor.shape"),
+    Use("OnnxParser", ("network", "logger")),
+    Use("OnnxParser.parse", ("model",)),
+    Use("OnnxParser.num_errors"),
+    Use("OnnxParser.get_error", ("index",)),
+    Use("ParserError.desc"),
+    Use("ParserError.node"),
+    Use("ParserError.node_name", probed=True),
+    Use("ParserError.node_operator", probed=True),
+    Use("IBuilderConfig.set_memory_pool_limit", ("pool", "pool_size")),
+    Use("IBuilderConfig.builder_optimization_level"),
+    Use("IBuilderConfig.add_optimization_profile", ("profile",)),
+    Use("IBuilderConfig.set_flag", ("flag",)),
+    Use("IBuilderConfig.default_device_type"),
+    Use("IBuilderConfig.DLA_core"),
+    Use("IBuilderConfig.create_timing_cache", ("serialized_timing_cache",)),
+    Use("IBuilderConfig.set_timing_cache", ("cache", "ignore_mismatch")),
+    Use("IBuilderConfig.int8_calibrator", probed=True),
+    Use("IBuilderConfig.progress_monitor", probed=True),
+    Use("ITimingCache.serialize"),
+    Use("MemoryPoolType.WORKSPACE"),
+    Use("BuilderFlag.FP16", probed=True),
+    Use("BuilderFlag.INT8", probed=True),
+    Use("BuilderFlag.GPU_FALLBACK"),
+    Use("DeviceType.DLA"),
+    Use("IOptimizationProfile.set_shape", ("input", "min", "opt", "max")),
+    Use("IInt8EntropyCalibrator2", probed=True),
+    Use("IInt8EntropyCalibrator2.__init__", probed=True),
+    Use("IInt8EntropyCalibrator2.get_batch_size", probed=True),
+    Use("IInt8EntropyCalibrator2.get_batch", ("names",), probed=True),
+    Use("IInt8EntropyCalibrator2.read_calibration_cache", probed=True),
+    Use("IInt8EntropyCalibrator2.write_calibration_cache", ("cache",), probed=True),
+    Use("IProgressMonitor", probed=True),
+    Use("IProgressMonitor.__init__", probed=True),
+    Use("IProgressMonitor.phase_start", ("phase_name", "parent_phase", "num_steps"), probed=True),
+    Use("IProgressMonitor.step_complete", ("phase_name", "step"), probed=True),
+    Use("IProgressMonitor.phase_finish", ("phase_name",), probed=True),
+    Use("Runtime", ("logger",)),
+    Use("Runtime.deserialize_cuda_engine", ("serialized_engine",)),
+    Use("ICudaEngine.device_memory_size_v2", probed=True),
+    Use("ICudaEngine.device_memory_size", probed=True),
+)
+
+NAMES = frozenset(use.name for use in SURFACE)

@@ -1,0 +1,158 @@
+"""TensorRT side of the preparation chain: the engine's fingerprint, cached build, gate.
+
+Precision mechanics are chosen by capability: where TensorRT has `BuilderFlag.FP16` the FP32 ONNX
+is built with the flag; where it has not (TensorRT 11, strongly typed only), the FP16 ONNX
+variant is built. INT8 always starts from the Q/DQ ONNX variant (plus the INT8 flag where it
+exists), or from the FP32 ONNX with a site's calibration table on TensorRT < 11.
+"""
+
+import logging
+import platform
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+import onnx
+
+from edge_agent.backends.base import PreparedModel
+from edge_agent.engine import gate as gates
+from edge_agent.engine.cache import fingerprint
+from edge_agent.engine.isolation import run_isolated
+from edge_agent.engine.trt_builder import probe
+from edge_agent.errors import ConfigError, EngineError
+
+if TYPE_CHECKING:
+    from edge_agent.engine.chain import Preparation
+
+log = logging.getLogger(__name__)
+TENSORRT_MODULE = "tensorrt"  # tests point this at a fake generated from the real surface
+
+
+def gpu_identity() -> str:
+    """The board or GPU name (and compute capability where nvidia-smi tells it): part of the key."""
+    model = Path("/proc/device-tree/model")
+    if model.exists():
+        return model.read_bytes().rstrip(b"\0").decode(errors="replace").strip()
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=10, text=True)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return "unknown-gpu-" + platform.machine()
+
+
+class TensorRTTarget:
+    def __init__(self, preparation: "Preparation") -> None:
+        self.prep = preparation
+        self.config = preparation.config
+        self.backend = self.config.backend
+        self.caps = probe(TENSORRT_MODULE)
+        self.gpu = gpu_identity()
+        self.profile = self._profile()
+
+    def _profile(self) -> Dict[str, List[List[int]]]:
+        """{input name: [min, opt, max]} in the model's layout, checked against the model's shape."""
+        spec = self.config.model.input
+        p = self.backend.profile
+        batch = [b or self.config.pipeline.max_batch for b in p.batch]
+        height = [h or spec.height for h in p.height]
+        width = [w or spec.width for w in p.width]
+        for label, values in (("batch", batch), ("height", height), ("width", width)):
+            if not values[0] <= values[1] <= values[2]:
+                raise ConfigError("backend.profile.{}: min <= opt <= max is needed, got {}".format(label, values))
+        if not batch[0] <= self.config.pipeline.max_batch <= batch[2]:
+            raise ConfigError("backend.profile.batch {} excludes pipeline.max_batch {}; widen the profile".format(
+                batch, self.config.pipeline.max_batch))
+        if not (height[0] <= spec.height <= height[2] and width[0] <= spec.width <= width[2]):
+            raise ConfigError("backend.profile height {} / width {} exclude the model input {}x{} (model.input); "
+                              "widen the profile".format(height, width, spec.height, spec.width))
+        model = onnx.load(str(self.prep.source), load_external_data=False)
+        graph_input = next((i for i in model.graph.input if i.name == (spec.name or model.graph.input[0].name)), None)
+        if graph_input is None:
+            raise ConfigError("model.input.name {!r} is not an input of {}".format(spec.name, self.prep.source.name))
+        dims = [d.dim_value if d.HasField("dim_value") else 0 for d in graph_input.type.tensor_type.shape.dim]
+        channels = [spec.channels] * 3
+        shapes = [[b, c, h, w] for b, c, h, w in zip(batch, channels, height, width)] if spec.layout == "NCHW" \
+            else [[b, h, w, c] for b, c, h, w in zip(batch, channels, height, width)]
+        for axis, fixed in enumerate(dims):
+            if fixed and any(shape[axis] != fixed for shape in shapes):
+                raise ConfigError("backend.profile {} excludes the model's fixed input shape {} ({} axis {}); "
+                                  "set the profile to the model's shape".format(shapes, dims, graph_input.name, axis))
+        self._node_names = [n.name or n.output[0] for n in model.graph.node]
+        self._node_ops = [n.op_type for n in model.graph.node]
+        return {graph_input.name: shapes}
+
+    def workspace_bytes(self) -> int:
+        mb = self.backend.workspace_mb or max(16, self.config.memory.limit_mb // 2)
+        return mb * 2**20
+
+    def _mechanics(self, precision: str) -> Tuple[str, bool]:
+        """(which ONNX to build from: fp32 | fp16 | int8, strongly typed network?)."""
+        if precision == "fp32":
+            return "fp32", False
+        if precision == "fp16":
+            return ("fp32", False) if self.caps["precision_flags"] else ("fp16", True)
+        if self.backend.calibration_cache is not None:
+            if not self.caps["implicit_calibrator"]:
+                raise EngineError("backend.calibration_cache needs the implicit INT8 calibrator, which TensorRT {} "
+                                  "does not have (removed in 11). Remove it: INT8 then comes from the Q/DQ "
+                                  "ONNX.".format(self.caps["version"]))
+            return "fp32", False
+        return "int8", not self.caps["int8_flag"]
+
+    def attempt(self, precision: str) -> Tuple[PreparedModel, str, Dict[str, Any], Dict[str, Any]]:
+        onnx_kind, strongly_typed = self._mechanics(precision)
+        onnx_path, onnx_key = self.prep.source, self.prep.onnx_sha256()
+        if onnx_kind != "fp32":
+            variant, _ = self.prep.onnx_variant(onnx_kind)
+            onnx_path, onnx_key = variant.artifact, variant.manifest["key"]
+        table = self.backend.calibration_cache if onnx_kind == "fp32" and precision == "int8" else None
+        fields = {"artifact": "tensorrt-plan", "onnx": onnx_key, "precision": precision,
+                  "tensorrt_version": self.caps["version"], "gpu": self.gpu, "dla_core": self.backend.dla_core,
+                  "dla_cores": self.caps["dla_cores"], "profile": self.profile, "strongly_typed": strongly_typed,
+                  "workspace_bytes": self.workspace_bytes(), "optimization_level": self.backend.optimization_level,
+                  "calibration_table": _digest(table)}
+        key = fingerprint(fields)
+        cache = self.prep.cache
+        entry = None if self.prep.force else cache.load(self.prep.stem, precision, key, ".plan", self._check)
+        state = "hit"
+        if entry is None or not entry.manifest.get("artifact_sha256"):
+            timing = cache.root / "timing-{}.cache".format(self.caps["version"]) if self.backend.timing_cache else None
+            details: Dict[str, Any] = {}
+
+            def produce(temp: Path) -> None:
+                details.update(run_isolated("edge_agent.engine.trt_builder:build_plan", dict(
+                    module=TENSORRT_MODULE, onnx_path=str(onnx_path), output=str(temp), precision=precision,
+                    strongly_typed=strongly_typed, workspace_bytes=self.workspace_bytes(),
+                    optimization_level=self.backend.optimization_level, profile=self.profile,
+                    dla_core=self.backend.dla_core, timing_cache=str(timing) if timing else None,
+                    calibration_table=str(table) if table else None, node_names=self._node_names,
+                    node_ops=self._node_ops), "TensorRT {} build".format(precision.upper()), self.prep.progress))
+
+            entry = cache.store(self.prep.stem, precision, key, ".plan", produce,
+                                {"fields": fields, "build": details, "source": str(self.prep.source)})
+            state = "built"
+        prepared = PreparedModel(entry.artifact, precision, self.prep.source, key)
+        if precision == "fp32":
+            return prepared, state, gates.skipped("fp32 is the reference", "fp32"), entry.manifest
+        verdict, entry = self.prep.gated(entry, prepared)
+        return prepared, state, verdict, entry.manifest
+
+    def _check(self, artifact: Path, manifest: Dict[str, Any]) -> Optional[str]:
+        built_by = manifest.get("fields", {}).get("tensorrt_version")
+        if built_by != self.caps["version"]:
+            return "it was built by TensorRT {} and this is TensorRT {}".format(built_by, self.caps["version"])
+        return None
+
+
+def _digest(path: Optional[Path]) -> Optional[str]:
+    if path is None:
+        return None
+    try:
+        from edge_agent.engine.cache import file_sha256
+
+        return file_sha256(path)
+    except OSError as exc:
+        raise EngineError("backend.calibration_cache {} cannot be read: {}".format(path, exc.strerror)) from None

@@ -1,0 +1,171 @@
+"""The whole preparation path on a CPU: variants, cache, gate and fallback with ONNX Runtime."""
+
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+from engine_fixtures import engine_config_fixture, image_sets_fixture  # noqa: F401 -- fixtures
+
+from edge_agent.agent import open_backend
+from edge_agent.engine import prepare, prepare_model
+from edge_agent.errors import EngineError, ModelError
+
+
+def test_int8_is_a_qdq_model_that_passes_the_gate_and_is_cached(engine_config):
+    config = engine_config()
+    first = prepare(config, precision="int8")
+    assert first.cache == "built" and first.prepared.precision == "int8"
+    ops = {n.op_type for n in onnx.load(str(first.prepared.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    qdq = onnx.load(str(first.prepared.path))
+    zero_points = [i for i in qdq.graph.initializer if "zero_point" in i.name]
+    assert zero_points and all(not onnx.numpy_helper.to_array(z).any() for z in zero_points)  # symmetric
+    report = first.as_dict()
+    assert report["gate"]["passed"] and 0.5 <= report["gate"]["iou_agreement"] <= 1.0
+    manifest = json.loads(first.prepared.path.with_name(first.prepared.path.name + ".json").read_text())
+    assert manifest["gate"]["iou_agreement"] == report["gate"]["iou_agreement"]
+    second = prepare(config, precision="int8")
+    assert second.cache == "hit" and second.prepared.path == first.prepared.path
+
+
+def test_fp16_variant_keeps_float32_io_and_serves(engine_config):
+    config = engine_config()
+    report = prepare(config, precision="fp16")
+    model = onnx.load(str(report.prepared.path))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+    with open_backend(config.model_copy(update={"backend": config.backend.model_copy(
+            update={"precision": "fp16"})})) as backend:
+        assert backend.model.precision == "fp16" and backend.infer(1).shape[1] == 5
+
+
+def test_a_failed_gate_falls_back_and_the_verdict_is_cached(engine_config):
+    config = engine_config(gate={"iou_floor": 1.0, "max_probability_drift": 0.0})
+    report = prepare(config, precision="int8")
+    assert report.prepared.precision == "fp32" and report.prepared.path == config.model.path
+    assert [f["precision"] for f in report.as_dict()["fallbacks"]] == ["int8", "fp16"]
+    again = prepare(config, precision="int8")  # the stored verdicts: no rebuild, no new gate run
+    assert [a["cache"] for a in again.attempts] == ["hit", "hit", "none"]
+
+
+def test_progress_is_reported(engine_config):
+    seen = []
+    prepare(engine_config(), lambda text, fraction: seen.append((text, fraction)), precision="int8")
+    assert any("calibration" in t for t, _ in seen) and any("gate" in t for t, _ in seen)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "corrupt"])
+def test_a_damaged_cache_entry_is_moved_aside_and_rebuilt(engine_config, damage, caplog):
+    config = engine_config()
+    path = prepare(config, precision="fp16").prepared.path
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[:len(data) // 2], "empty": b"",
+                      "corrupt": data[:-8] + b"\0" * 8}[damage])
+    report = prepare(config, precision="fp16")
+    assert report.cache == "built" and path.read_bytes() == data
+    assert list((path.parent / "rejected").glob(path.name + ".*"))
+    assert "moved to" in caplog.text
+
+
+def test_unwritable_cache_is_a_clear_error(engine_config, tmp_path):
+    if os.geteuid() == 0:
+        blocker = tmp_path / "cache"
+        blocker.write_text("a file where the cache folder should be")
+    else:
+        (tmp_path / "cache").mkdir()
+        (tmp_path / "cache").chmod(0o500)
+    with pytest.raises(EngineError, match="not writable.*paths.cache_dir"):
+        prepare(engine_config(), precision="fp16")
+
+
+def test_old_entries_are_pruned(engine_config, image_sets):
+    config = engine_config(cache={"keep_last": 1})
+    fp16 = prepare(config, precision="fp16").prepared.path
+    int8 = prepare(config, precision="int8").prepared.path
+    assert int8.exists() and not fp16.exists()
+
+
+def test_prepare_model_serves_fp32_onnx_directly(engine_config):
+    config = engine_config()
+    prepared = prepare_model(config)
+    assert prepared.path == config.model.path and prepared.precision == "fp32"
+
+
+# ---- bad input: clear message, no change to the cache ---------------------------------------
+
+def _cache_snapshot(config):
+    root = config.paths.cache_dir
+    return sorted((str(p), p.stat().st_size) for p in root.rglob("*")) if root.exists() else []
+
+
+def test_truncated_onnx_is_a_model_error(engine_config):
+    config = engine_config()
+    prepare(config, precision="fp16")
+    before = _cache_snapshot(config)
+    data = config.model.path.read_bytes()
+    config.model.path.write_bytes(data[:len(data) // 3])
+    with pytest.raises(ModelError, match="truncated"):
+        prepare(config, precision="fp16")
+    assert _cache_snapshot(config) == before
+
+
+def test_missing_onnx_is_a_model_error(engine_config):
+    config = engine_config()
+    config.model.path.unlink()
+    with pytest.raises(ModelError, match="does not exist"):
+        prepare(config, precision="int8")
+
+
+def test_unsupported_operator_is_named(engine_config):
+    config = engine_config()
+    model = onnx.load(str(config.model.path))
+    model.graph.node[1].op_type, model.graph.node[1].domain = "FancyActivation", "com.example"
+    model.opset_import.append(onnx.helper.make_opsetid("com.example", 1))
+    onnx.save(model, str(config.model.path))
+    with pytest.raises(ModelError, match="FancyActivation.*com.example"):
+        prepare(config, precision="int8")
+
+
+def test_empty_calibration_folder(engine_config, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EngineError, match="holds no images"):
+        prepare(engine_config(calibration={"folder": str(tmp_path / "empty")}), precision="int8")
+    assert not (tmp_path / "cache" / "engines" / "tiny").exists()
+
+
+def test_missing_calibration_folder(engine_config, tmp_path):
+    with pytest.raises(EngineError, match="does not exist"):
+        prepare(engine_config(calibration={"folder": str(tmp_path / "nope")}), precision="int8")
+
+
+def test_unreadable_calibration_image(engine_config, tmp_path, image_sets):
+    folder = tmp_path / "cal"
+    folder.mkdir()
+    for source in sorted((image_sets / "calibration").glob("*.png")):
+        (folder / source.name).write_bytes(source.read_bytes())
+    (folder / "zz-broken.png").write_bytes(b"not a png")
+    with pytest.raises(EngineError, match="zz-broken.png: not a readable image"):
+        prepare(engine_config(calibration={"folder": str(folder)}), precision="int8")
+
+
+def test_too_few_calibration_images(engine_config):
+    with pytest.raises(EngineError, match="min_images = 100"):
+        prepare(engine_config(calibration={"min_images": 100, "max_images": 500}), precision="int8")
+
+
+def test_non_demo_model_without_calibration_folder(engine_config):
+    config = engine_config()
+    config.engine.calibration.folder = None
+    with pytest.raises(EngineError, match="engine.calibration.folder is not set"):
+        prepare(config, precision="int8")
+
+
+def test_validation_is_held_out_from_calibration(engine_config, image_sets):
+    from edge_agent.engine.calibration import image_sets as sets
+
+    config = engine_config(gate={"validation_folder": None, "validation_images": 4}, calibration={"min_images": 10})
+    calibration, validation = sets(config)
+    assert validation.size == 4 and not set(calibration.files) & set(validation.files)
+    assert np.all([p.exists() for p in calibration.files])
