@@ -7,21 +7,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+APT_UPDATED=""
+apt_install() {
+    [ -n "$APT_UPDATED" ] || { $SUDO apt-get update -qq; APT_UPDATED=1; }
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     echo "== installing mosquitto (Debian package) for the MQTT tests"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
+    apt_install mosquitto mosquitto-clients
+fi
+# gcc and nm build the stub libraries that let the real TensorRT bindings import without a GPU
+if ! command -v gcc >/dev/null 2>&1 || ! command -v nm >/dev/null 2>&1; then
+    echo "== installing gcc and binutils for the TensorRT conformance tests"
+    apt_install gcc binutils || echo "   (not installed: the TensorRT conformance tests will SKIP and say so)"
 fi
 
 . scripts/venv.sh
 ensure_venv dev
 
-# tests/test_code_quality.py runs vermin (Python 3.8 compatibility of edge_agent/) and ruff
 echo "== real TensorRT Python bindings for the conformance tests (cached in .cache/trt-bindings)"
-if ! command -v gcc >/dev/null 2>&1 || ! command -v nm >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gcc binutils >/dev/null || true
-fi
 .venv/bin/python scripts/fetch_trt_bindings.py || echo "   (not fetched: the TensorRT conformance tests will SKIP and say so)"
 
+# pytest includes tests/test_code_quality.py: vermin (Python 3.8 compatibility of edge_agent/) and ruff
 echo "== tests (pytest)"
 .venv/bin/python -m pytest "$@"
