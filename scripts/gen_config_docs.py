@@ -104,6 +104,8 @@ def render() -> Tuple[str, str]:
             _section(model, "", sub_rows, [])
             lines += ["", "## `{}` of type `{}`".format(key, kind), ""] + _table(sub_rows)
     schema = json.dumps(AgentConfig.model_json_schema(), indent=2, sort_keys=True, default=str)
+    # the demo model's default is an absolute path into the checkout: keep the file the same everywhere
+    schema = schema.replace(json.dumps(str(DEMO_MODEL)), json.dumps("<bundled demo model>"))
     return "\n".join(lines) + "\n", schema + "\n"
 
 
