@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run", help="the daemon: inspect the configured sources until stopped",
-        description="Run the agent with the given config until SIGINT or SIGTERM. This is what the "
-                    "systemd service starts.")
+        description="Run the agent with the given config until SIGINT or SIGTERM; SIGHUP reloads the "
+                    "config (an invalid one is refused and the running one kept). This is what the systemd "
+                    "service starts; it speaks systemd's notify protocol when $NOTIFY_SOCKET is set.")
     run.add_argument("--config", metavar="FILE", required=True, help="YAML config (e.g. /etc/edge-agent/config.yaml)")
     run.set_defaults(func=cmd_run)
 
@@ -151,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if args.log_level is None:
         _setup_logging(config.logging.level)
-    return run_daemon(config)
+    return run_daemon(config, args.config)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
