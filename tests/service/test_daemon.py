@@ -4,7 +4,8 @@ import signal
 import time
 
 import yaml
-from conftest import config_data, write_yaml
+
+from service.service_helpers import config_data, write_yaml
 
 
 def _pings_between(notify, start, end):
