@@ -68,8 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser(
         "check", help="validate a config and report the environment",
-        description="Validate the config and report Python, numpy, OpenCV, ONNX Runtime, TensorRT, pycuda, "
-                    "CPU and GPU. Exits 1 when anything fails.")
+        description="The technician's doctor: validates the config and checks JetPack/L4T, Python, numpy/OpenCV, "
+                    "TensorRT, CUDA, cuDNN, pycuda, power mode, jetson_clocks, jtop, cached engines, state/cache "
+                    "directories, free memory against the budget, disk space, clock sync, every source (opened "
+                    "and timed) and the MQTT broker (DNS, TCP, MQTT handshake with authentication). Each line is "
+                    "pass, warn, fail or info with the fix in one sentence. Exits 1 when anything fails.")
     check.add_argument("--config", metavar="FILE", help="YAML config to validate (default: built-in demo settings)")
     check.add_argument("--json", action="store_true", help="print the report as one JSON object")
     check.set_defaults(func=cmd_check)
