@@ -23,7 +23,7 @@ def checks() -> List[CheckResult]:
     jetson = l4t_version()
     results = [_jetpack(jetson), _python()]
     results += _numpy_opencv(jetson)
-    results += [_tensorrt(jetson), _cuda(jetson), _cudnn(jetson), _pycuda(jetson)]
+    results += [_onnxruntime(), _tensorrt(jetson), _cuda(jetson), _cudnn(jetson), _pycuda(jetson), _cpu(), _gpu(jetson)]
     results += _power(jetson)
     return results
 
@@ -90,6 +90,34 @@ def _numpy_opencv(l4t: Optional[str]) -> List[CheckResult]:
     else:
         results.append(CheckResult("opencv", PASS, detail))
     return results
+
+
+def _onnxruntime() -> CheckResult:
+    ort, error = _import("onnxruntime")
+    if ort is None:
+        return CheckResult("onnxruntime", FAIL, "not importable: " + error,
+                           "reinstall edge-agent in its venv (sudo scripts/install.sh)")
+    return CheckResult("onnxruntime", PASS, "{} ({})".format(ort.__version__, ", ".join(ort.get_available_providers())))
+
+
+def _cpu() -> CheckResult:
+    model = py_platform.processor() or py_platform.machine()
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.lower().startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return CheckResult("cpu", INFO, "{}, {} cores, {}".format(model, os.cpu_count(), py_platform.machine()))
+
+
+def _gpu(l4t: Optional[str]) -> CheckResult:
+    if l4t is not None:
+        model = _read("/proc/device-tree/model") or "Jetson"
+        return CheckResult("gpu", PASS, "integrated Jetson GPU ({})".format(model))
+    gpus = glob.glob("/proc/driver/nvidia/gpus/*")
+    if gpus:
+        return CheckResult("gpu", PASS, "NVIDIA GPU present ({} device(s))".format(len(gpus)))
+    return CheckResult("gpu", WARN, "no NVIDIA GPU found: ONNX Runtime on the CPU will be used",
+                       "run on a Jetson (or a machine with an NVIDIA GPU) for TensorRT")
 
 
 def _tensorrt(l4t: Optional[str]) -> CheckResult:

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
-from onnx_models import dark_spot_model
 
 from service.service_helpers import HARNESS, ROOT, Daemon, NotifyListener
+
+from onnx_models import dark_spot_model
 
 
 @pytest.fixture
