@@ -2,7 +2,7 @@
 
 import contextlib
 import logging
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from edge_agent.backends import create_backend
 from edge_agent.backends.base import Backend
@@ -13,11 +13,14 @@ from edge_agent.telemetry.metrics import Registry
 
 log = logging.getLogger(__name__)
 
+# progress(text, fraction or None), called every few seconds during long model preparation
+Progress = Callable[[str, Optional[float]], None]
+
 
 @contextlib.contextmanager
-def open_backend(config: AgentConfig) -> Iterator[Backend]:
+def open_backend(config: AgentConfig, progress: Optional[Progress] = None) -> Iterator[Backend]:
     """Prepare the model for the configured precision, open the backend, close it on exit."""
-    prepared = prepare_model(config)
+    prepared = prepare_model(config, progress=progress)
     backend = create_backend(prepared, config)
     backend.open()
     try:
@@ -28,10 +31,10 @@ def open_backend(config: AgentConfig) -> Iterator[Backend]:
 
 @contextlib.contextmanager
 def running_pipeline(config: AgentConfig, registry: Registry,
-                     sinks: Sequence[ResultSink] = ()) -> Iterator[Pipeline]:
+                     sinks: Sequence[ResultSink] = (), progress: Optional[Progress] = None) -> Iterator[Pipeline]:
     """Backend open, sources started; yields the pipeline ready for `run`. Sinks stay the caller's:
     telemetry must outlive the pipeline to flush what the last frames produced."""
-    with open_backend(config) as backend:
+    with open_backend(config, progress) as backend:
         memory = backend.memory()
         log.info("model %s loaded on %s (%s): %.1f MB host, %.1f MB device", config.model.path.name,
                  backend.name, backend.model.precision, memory.host_bytes / 2**20, memory.device_bytes / 2**20)

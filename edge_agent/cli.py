@@ -60,15 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run", help="the daemon: inspect the configured sources until stopped",
-        description="Run the agent with the given config until SIGINT or SIGTERM. This is what the "
-                    "systemd service starts.")
+        description="Run the agent with the given config until SIGINT or SIGTERM; SIGHUP reloads the "
+                    "config (an invalid one is refused and the running one kept). This is what the systemd "
+                    "service starts; it speaks systemd's notify protocol when $NOTIFY_SOCKET is set.")
     run.add_argument("--config", metavar="FILE", required=True, help="YAML config (e.g. /etc/edge-agent/config.yaml)")
     run.set_defaults(func=cmd_run)
 
     check = commands.add_parser(
         "check", help="validate a config and report the environment",
-        description="Validate the config and report Python, numpy, OpenCV, ONNX Runtime, TensorRT, pycuda, "
-                    "CPU and GPU. Exits 1 when anything fails.")
+        description="The technician's doctor: validates the config and checks JetPack/L4T, Python, numpy/OpenCV, "
+                    "TensorRT, CUDA, cuDNN, pycuda, power mode, jetson_clocks, jtop, cached engines, state/cache "
+                    "directories, free memory against the budget, disk space, clock sync, every source (opened "
+                    "and timed) and the MQTT broker (DNS, TCP, MQTT handshake with authentication). Each line is "
+                    "pass, warn, fail or info with the fix in one sentence. Exits 1 when anything fails.")
     check.add_argument("--config", metavar="FILE", help="YAML config to validate (default: built-in demo settings)")
     check.add_argument("--json", action="store_true", help="print the report as one JSON object")
     check.set_defaults(func=cmd_check)
@@ -167,7 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if args.log_level is None:
         _setup_logging(config.logging.level)
-    return run_daemon(config)
+    return run_daemon(config, args.config)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -64,6 +64,9 @@ class Pipeline:
         self._truth_intersection = registry.counter("truth_intersection_px", unit="px")
         self._truth_union = registry.counter("truth_union_px", unit="px")
         self.frames = 0
+        # monotonic time of the loop's last iteration (idle ones too): the service's watchdog
+        # feeds systemd only while this moves, so a stuck loop gets the service restarted
+        self.heartbeat = time.monotonic()
 
     def start(self) -> None:
         for runner in self.runners:
@@ -82,6 +85,7 @@ class Pipeline:
         max_batch = self.config.pipeline.max_batch
         max_wait = self.config.pipeline.max_wait_ms / 1000.0
         while not stop.is_set():
+            self.heartbeat = time.monotonic()
             if max_frames is not None and self.frames >= max_frames:
                 break
             if end is not None and time.monotonic() >= end:

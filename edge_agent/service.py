@@ -1,33 +1,236 @@
-"""Daemon lifecycle for `edge-agent run`: ordered start, signal-driven stop, reverse teardown."""
+"""Daemon lifecycle for `edge-agent run` (what systemd starts).
 
+One ordered sequence with its mirror-image teardown:
+
+    telemetry start (never waits for the broker) -> prepare model (engine build: STATUS and
+    EXTEND_TIMEOUT_USEC) -> open backend + warm-up -> sources -> frame loop thread -> READY=1
+    ... serve: SIGHUP reloads, SIGTERM/SIGINT stop ...
+    STOPPING=1 -> frame loop drains its batch -> sources stop -> backend closes
+    -> telemetry publishes "stopped" and flushes its outbox within a bound -> exit 0
+
+The frame loop runs in its own thread so the main thread stays free for signals and a stuck
+loop can still be reported and stopped. A separate watchdog thread sends WATCHDOG=1 only while
+work progresses (see `Watchdog`). Exit codes: 0 after a requested stop or when every source has
+finished; 1 when the frame loop crashed or would not stop, so `Restart=on-failure` restarts it.
+"""
+
+import contextlib
+import faulthandler
 import logging
 import signal
 import threading
-from typing import Any
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
 
 from edge_agent.agent import running_pipeline
-from edge_agent.config import AgentConfig
-from edge_agent.status import StatusLine
+from edge_agent.config import AgentConfig, load_config
+from edge_agent.errors import EdgeAgentError
+from edge_agent.pipeline import Pipeline
+from edge_agent.sdnotify import Notifier
+from edge_agent.service_watchdog import Watchdog
 from edge_agent.telemetry.metrics import Registry
 
 log = logging.getLogger(__name__)
 
+DRAIN_TIMEOUT_S = 10.0  # the frame loop finishes its in-flight batch within this on stop/reload
+FLUSH_TIMEOUT_S = 10.0  # the telemetry outbox gets this long to drain on stop (TimeoutStopSec is 30)
+BUILD_EXTEND_S = 120.0  # each engine-build progress report buys this much more start time
 
-def run_daemon(config: AgentConfig) -> int:
-    stop = threading.Event()
 
-    def request_stop(signum: int, _frame: Any) -> None:
+class FrameLoop:
+    """Runs `pipeline.run` in a named thread; remembers how it ended."""
+
+    def __init__(self, pipeline: Pipeline, wake: threading.Event) -> None:
+        self.pipeline = pipeline
+        self.stop = threading.Event()
+        self.error: Optional[BaseException] = None
+        self._wake = wake
+        self._thread = threading.Thread(target=self._run, name="frame-loop", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.pipeline.run(self.stop)
+        except Exception as exc:  # reported by the main thread, which exits non-zero
+            log.exception("frame loop crashed")
+            self.error = exc
+        finally:
+            self._wake.set()
+
+    @property
+    def finished(self) -> bool:
+        return not self._thread.is_alive()
+
+    def drain(self, timeout_s: float) -> bool:
+        """Let the in-flight batch finish, then stop; False when the loop did not stop in time."""
+        self.stop.set()
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+
+class Daemon:
+    def __init__(self, config: AgentConfig, config_path: Optional[Union[str, Path]] = None,
+                 notifier: Optional[Notifier] = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.notifier = notifier if notifier is not None else Notifier.from_environment()
+        self.registry = Registry()
+        self.telemetry: Any = None
+        self.stop_requested = threading.Event()
+        self.reload_requested = threading.Event()
+        self.wake = threading.Event()
+        self.watchdog = Watchdog(self)
+        self.pipeline: Optional[Pipeline] = None
+        self.phase = "starting"
+        self.phase_text = "starting"
+        self.progress_at = time.monotonic()
+        self._ready_sent = False
+
+    # ---- signals (handlers only set flags; the main thread acts) ----
+    def _on_stop_signal(self, signum: int, _frame: Any) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
+        self.stop_requested.set()
+        self.wake.set()
 
-    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        registry = Registry()
-        with running_pipeline(config, registry) as pipeline, StatusLine(registry, interval=30.0):
-            log.info("running: %d source(s), backend %s", len(pipeline.runners), pipeline.backend.name)
-            pipeline.run(stop)
-        log.info("stopped after %d frames", pipeline.frames)
-        return 0
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    def _on_reload_signal(self, _signum: int, _frame: Any) -> None:
+        log.info("received SIGHUP, reloading the config")
+        self.reload_requested.set()
+        self.wake.set()
+
+    def run(self) -> int:
+        handlers = {signal.SIGINT: self._on_stop_signal, signal.SIGTERM: self._on_stop_signal,
+                    signal.SIGHUP: self._on_reload_signal}
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` dumps every thread's stack
+        self.watchdog.start()
+        code = 1
+        try:
+            self.telemetry = self._open_telemetry(self.config)
+            while True:
+                outcome = self._serve(self.config)
+                if outcome != "reload":
+                    code = 0 if outcome in ("stopped", "finished") else 1
+                    break
+            return code
+        finally:
+            self.set_phase("stopping", "stopping")
+            self.notifier.stopping("stopping: flushing telemetry")
+            if self.telemetry is not None:
+                self.telemetry.close(FLUSH_TIMEOUT_S)
+                self.telemetry = None
+            self.watchdog.stop()
+            faulthandler.unregister(signal.SIGUSR1)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            log.info("exiting with status %d", code)
+            self.notifier.close()
+
+    def _serve(self, config: AgentConfig) -> str:
+        """Start the pipeline for `config`, run until stop / reload / end; returns which happened."""
+        self.set_phase("loading", "loading model {}".format(config.model.path.name))
+        sinks = [self.telemetry] if self.telemetry is not None else []
+        with contextlib.ExitStack() as stack:
+            pipeline = stack.enter_context(running_pipeline(config, self.registry, sinks, self._on_build_progress))
+            if self.stop_requested.is_set():
+                return "stopped"
+            self.pipeline = pipeline
+            loop = FrameLoop(pipeline, self.wake)
+            loop.start()
+            self.set_phase("running", "running")
+            text = "running: {} source(s), {} {}".format(len(pipeline.runners), pipeline.backend.name,
+                                                          pipeline.backend.model.precision)
+            log.info("%s", text)
+            if self._ready_sent:
+                self.notifier.send(READY=1, STATUS=text)
+            else:
+                self.notifier.ready(text)
+                self._ready_sent = True
+            outcome = self._supervise(loop)
+            if outcome == "stopped":
+                self.notifier.stopping("stopping: draining in-flight frames")
+            elif outcome == "reload":
+                self.notifier.reloading("reloading: draining in-flight frames")
+            if not loop.drain(DRAIN_TIMEOUT_S):
+                log.error("the frame loop did not stop within %.0f s (stuck in a stage); leaving without "
+                          "closing the backend it still uses", DRAIN_TIMEOUT_S)
+                stack.pop_all()  # abandon the teardown: the process exits and the OS reclaims all
+                return "stuck"
+            self.pipeline = None
+            log.info("frame loop stopped after %d frames", pipeline.frames)
+        return outcome
+
+    def _supervise(self, loop: FrameLoop) -> str:
+        while True:
+            self.wake.wait(1.0)
+            self.wake.clear()
+            if self.stop_requested.is_set():
+                return "stopped"
+            if loop.finished:
+                if loop.error is not None:
+                    return "crashed"
+                log.info("every source has finished; nothing left to inspect")
+                return "finished"
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                if self._apply_reload():
+                    return "reload"
+
+    def _apply_reload(self) -> bool:
+        """Load the config file again; True when a new valid config replaced the old one."""
+        if self.config_path is None:
+            log.warning("reload ignored: the agent was started without a config file")
+            return False
+        try:
+            new = load_config(self.config_path)
+        except EdgeAgentError as exc:
+            log.error("reload refused, still running the previous config: %s", exc)
+            self.notifier.status("reload refused (config invalid, see journal); running the previous config")
+            return False
+        if new == self.config:
+            log.info("reload: %s is unchanged; nothing to do", self.config_path)
+            return False
+        old, self.config = self.config, new
+        if self.telemetry is not None and (new.mqtt != old.mqtt or new.device != old.device):
+            log.info("reload: the mqtt/device settings changed; reconnecting telemetry")
+            self.telemetry.close(FLUSH_TIMEOUT_S)
+            self.telemetry = None
+        if self.telemetry is None:
+            self.telemetry = self._open_telemetry(new)
+        log.info("reload: applying the new config from %s (the MQTT session is kept when its settings did "
+                 "not change)", self.config_path)
+        return True
+
+    def _open_telemetry(self, config: AgentConfig) -> Any:
+        if not config.mqtt.enabled:
+            return None
+        from edge_agent.telemetry import Telemetry
+
+        telemetry = Telemetry(config, self.registry, self.describe)
+        telemetry.start()  # connects in the background: a missing broker must not hold READY back
+        return telemetry
+
+    def describe(self) -> Dict[str, Any]:
+        """What runs now, for telemetry's birth message."""
+        pipeline = self.pipeline
+        facts: Dict[str, Any] = {"phase": self.phase, "model": self.config.model.path.name,
+                                 "sources": [s.name for s in self.config.sources]}
+        if pipeline is not None:
+            facts.update(backend=pipeline.backend.name, precision=pipeline.backend.model.precision)
+        return facts
+
+    def _on_build_progress(self, text: str, fraction: Optional[float]) -> None:
+        """Engine preparation reports every few seconds: tell systemd it may take longer."""
+        status = text if fraction is None else "{} {:.0f} %".format(text, fraction * 100)
+        self.set_phase("building", status)
+        self.notifier.extend_timeout(BUILD_EXTEND_S, status)
+
+    def set_phase(self, phase: str, text: str) -> None:
+        self.phase, self.phase_text = phase, text
+        self.progress_at = time.monotonic()
+
+
+def run_daemon(config: AgentConfig, config_path: Optional[Union[str, Path]] = None) -> int:
+    return Daemon(config, config_path).run()

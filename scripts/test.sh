@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need and runs them: the README's test command, also run by CI.
 #   - mosquitto (the real MQTT broker the telemetry tests start) from the distribution's packages
+#   - systemd's systemd-analyze (tests/service verifies systemd/edge-agent.service with it)
 #   - a virtual environment in .venv with edge-agent and its dev extra from PyPI
 #   - pytest, which includes the Python 3.8 compatibility check (vermin) and lint (ruff)
 set -euo pipefail
@@ -20,6 +21,10 @@ fi
 if ! command -v gcc >/dev/null 2>&1 || ! command -v nm >/dev/null 2>&1; then
     echo "== installing gcc and binutils for the TensorRT conformance tests"
     apt_install gcc binutils || echo "   (not installed: the TensorRT conformance tests will SKIP and say so)"
+fi
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    echo "== installing systemd (systemd-analyze verifies the unit file offline)"
+    apt_install systemd
 fi
 
 . scripts/venv.sh
