@@ -61,7 +61,7 @@ class Topics:
         self.command_prefix = self.base + "/cmd/"
 
     def reply(self, command: str) -> str:
-        return self.base + "/reply/" + key_part(command)
+        return self.base + "/reply/" + (re.sub(r"[^a-z0-9_-]+", "_", command.lower()) or "none")
 
 
 class Envelope:

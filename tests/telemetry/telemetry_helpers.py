@@ -147,3 +147,62 @@ def stop_agent(proc, sig=signal.SIGTERM, timeout=20):
         proc.wait(timeout)
     proc.log_handle.close()
     return proc.returncode
+
+
+class InProcessAgent:
+    """Pipeline + telemetry in this process, the frame loop in a thread (faster than a subprocess)."""
+
+    def __init__(self, data):
+        from edge_agent.config import load_config
+        from edge_agent.telemetry.metrics import Registry
+
+        self.config = load_config(None, data)
+        self.registry = Registry()
+        self.stop_event = threading.Event()
+        self.telemetry = None
+
+    def __enter__(self):
+        from edge_agent.agent import running_pipeline
+        from edge_agent.telemetry.sink import attach_telemetry
+
+        self._context = running_pipeline(self.config, self.registry)
+        self.pipeline = self._context.__enter__()
+        self.telemetry = attach_telemetry(self.config, self.registry, self.pipeline)
+        self._thread = threading.Thread(target=self.pipeline.run, args=(self.stop_event,), daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop_event.set()
+        self._thread.join(30)
+        self._context.__exit__(None, None, None)
+        self.telemetry.close()
+
+
+def load_schema(name):
+    return json.loads((SCHEMAS / "mqtt-{}.schema.json".format(name)).read_text())
+
+
+def seqs(messages, session):
+    return sorted({m["seq"] for m in messages if m["session"] == session})
+
+
+def make_test_ca(folder: Path):
+    """A CA and a server certificate for localhost / 127.0.0.1, made with the openssl CLI."""
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=str(folder))
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=edge-agent test CA",
+        "-keyout", "ca.key", "-out", "ca.crt")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key",
+        "-out", "server.csr")
+    (folder / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+        "-extfile", "san.ext", "-out", "server.crt")
+    return {"ca": folder / "ca.crt", "cert": folder / "server.crt", "key": folder / "server.key"}
+
+
+def password_file(folder: Path, user, password):
+    path = folder / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(path), user, password], check=True, capture_output=True)
+    return path
