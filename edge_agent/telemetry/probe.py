@@ -117,7 +117,7 @@ class TegraSysfsProvider(Provider):
             milli = _read_float(Path(zone) / "temp")
             celsius = _celsius(milli / 1000.0 if milli is not None else None)
             if name and celsius is not None:
-                values["temp_{}_c".format(_key(name.replace("-therm", "").replace("_thermal", "")))] = celsius
+                values["temp_{}_c".format(_key(re.sub(r"[-_]therm(al)?$", "", name)))] = celsius
         total = 0.0
         for label_file in glob.glob(str(self.sys_root / "bus/i2c/drivers/ina3221*/*/hwmon/hwmon*/in*_label")):
             label = _read_text(Path(label_file))
