@@ -127,6 +127,11 @@ class Telemetry(ResultSink):
             return True, "broker connected, {} queued".format(queued)
         return True, "broker unreachable: {}, {} queued".format(self._problem or self._state, queued)
 
+    @property
+    def messages_acked(self) -> int:
+        """Outbox messages the broker acknowledged this session."""
+        return self._acked
+
     def close(self, flush_timeout_s: float = 5.0) -> None:
         """Publish retained "stopped", send what is queued within the bound, disconnect."""
         self._flush_deadline = time.monotonic() + flush_timeout_s
