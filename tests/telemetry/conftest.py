@@ -4,7 +4,8 @@
 from pathlib import Path
 
 import pytest
-from telemetry_helpers import MOSQUITTO, Broker, Collector
+
+from .telemetry_helpers import MOSQUITTO, Broker, Collector
 
 
 @pytest.fixture

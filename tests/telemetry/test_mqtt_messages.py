@@ -10,7 +10,8 @@ import cv2
 import jsonschema
 import numpy as np
 import pytest
-from telemetry_helpers import (
+
+from .telemetry_helpers import (
     Broker,
     InProcessAgent,
     agent_config,

@@ -7,7 +7,7 @@ import signal
 import sqlite3
 import time
 
-from telemetry_helpers import agent_config, seqs, start_agent, stop_agent, write_agent_config
+from .telemetry_helpers import agent_config, seqs, start_agent, stop_agent, write_agent_config
 
 
 def _wait(predicate, timeout, what):
