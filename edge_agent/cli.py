@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", metavar="FILE", help="YAML config to use instead of the built-in demo settings")
     demo.add_argument("--frames", type=_positive_int, metavar="N", help="stop after N frames")
     demo.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds")
+    demo.add_argument("--mqtt", metavar="HOST[:PORT]",
+                      help="publish telemetry (status, birth, metrics, defect events) to this MQTT broker "
+                           "(port 1883 by default); watch with: mosquitto_sub -v -t '#'")
     demo.add_argument("--json", action="store_true",
                       help="print one JSON summary on stdout at the end (frames, fps, latency_ms_p50/p95/p99, "
                            "defects, mask_iou, rss_mb, backend, precision) instead of the live line")
@@ -138,23 +141,31 @@ def _load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> An
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge_agent.agent import running_pipeline
     from edge_agent.status import StatusLine, summary
+    from edge_agent.telemetry import open_telemetry, pipeline_facts
     from edge_agent.telemetry.metrics import Registry
 
-    config = _load(args.config)
+    config = _load(args.config, _mqtt_override(args.mqtt))
     registry = Registry()
     stop = threading.Event()
-    with running_pipeline(config, registry) as pipeline:
-        started = time.monotonic()
-        try:
-            if args.json:
-                pipeline.run(stop, args.frames, args.duration)
-            else:
-                with StatusLine(registry):
+    telemetry = open_telemetry(config, registry)
+    try:
+        with running_pipeline(config, registry, [telemetry] if telemetry else []) as pipeline:
+            if telemetry is not None:
+                telemetry.update_facts(pipeline_facts(config, pipeline))
+            started = time.monotonic()
+            try:
+                if args.json:
                     pipeline.run(stop, args.frames, args.duration)
-        except KeyboardInterrupt:
-            pass
-        seconds = time.monotonic() - started
-        result = summary(registry, seconds, pipeline.backend.name, pipeline.backend.model.precision)
+                else:
+                    with StatusLine(registry):
+                        pipeline.run(stop, args.frames, args.duration)
+            except KeyboardInterrupt:
+                pass
+            seconds = time.monotonic() - started
+            result = summary(registry, seconds, pipeline.backend.name, pipeline.backend.model.precision)
+    finally:
+        if telemetry is not None:
+            telemetry.close()
     if args.json:
         print(json.dumps(result))
     else:
@@ -163,6 +174,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
               "p99 {latency_ms_p99:.1f} ms, {defects} defects, mask IoU {iou}, RSS {rss_mb:.0f} MB "
               "({backend} {precision})".format(iou=iou, **result))
     return 0
+
+
+def _mqtt_override(value: Optional[str]) -> Optional[Dict[str, Any]]:
+    """`--mqtt HOST[:PORT]` as config overrides."""
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        host, port = value, "1883"
+    if not host:
+        raise EdgeAgentError("--mqtt {!r}: give a broker host name, e.g. --mqtt localhost or --mqtt 10.0.0.5:1883"
+                             .format(value))
+    return {"mqtt": {"enabled": True, "host": host, "port": int(port)}}
 
 
 def cmd_run(args: argparse.Namespace) -> int:

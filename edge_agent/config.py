@@ -377,6 +377,11 @@ def _check_files(config: AgentConfig, where: str, lines: Dict[Tuple[Any, ...], i
         value = getattr(config.paths, name)
         if value is not None:
             setattr(config.paths, name, resolve(value))
+    for section, name in ((config.mqtt, "password_file"), (config.mqtt.tls, "ca_file"), (config.mqtt.tls, "cert_file"),
+                          (config.mqtt.tls, "key_file")):
+        value = getattr(section, name)
+        if value is not None:  # relative to the config file, like every other path
+            setattr(section, name, resolve(value))
     if problems:
         text = ["invalid configuration ({} problem{}):".format(len(problems), "" if len(problems) == 1 else "s")]
         for loc, message in problems:

@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Optional, Union
 
 from edge_agent.agent import running_pipeline
 from edge_agent.config import AgentConfig, load_config
@@ -29,6 +29,7 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.pipeline import Pipeline
 from edge_agent.sdnotify import Notifier
 from edge_agent.service_watchdog import Watchdog
+from edge_agent.telemetry import open_telemetry, pipeline_facts
 from edge_agent.telemetry.metrics import Registry
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class Daemon:
         self.watchdog.start()
         code = 1
         try:
-            self.telemetry = self._open_telemetry(self.config)
+            self.telemetry = open_telemetry(self.config, self.registry)
             while True:
                 outcome = self._serve(self.config)
                 if outcome != "reload":
@@ -137,6 +138,8 @@ class Daemon:
             if self.stop_requested.is_set():
                 return "stopped"
             self.pipeline = pipeline
+            if self.telemetry is not None:
+                self.telemetry.update_facts(pipeline_facts(config, pipeline))
             loop = FrameLoop(pipeline, self.wake)
             loop.start()
             self.set_phase("running", "running")
@@ -198,28 +201,10 @@ class Daemon:
             self.telemetry.close(FLUSH_TIMEOUT_S)
             self.telemetry = None
         if self.telemetry is None:
-            self.telemetry = self._open_telemetry(new)
+            self.telemetry = open_telemetry(new, self.registry)
         log.info("reload: applying the new config from %s (the MQTT session is kept when its settings did "
                  "not change)", self.config_path)
         return True
-
-    def _open_telemetry(self, config: AgentConfig) -> Any:
-        if not config.mqtt.enabled:
-            return None
-        from edge_agent.telemetry import Telemetry
-
-        telemetry = Telemetry(config, self.registry, self.describe)
-        telemetry.start()  # connects in the background: a missing broker must not hold READY back
-        return telemetry
-
-    def describe(self) -> Dict[str, Any]:
-        """What runs now, for telemetry's birth message."""
-        pipeline = self.pipeline
-        facts: Dict[str, Any] = {"phase": self.phase, "model": self.config.model.path.name,
-                                 "sources": [s.name for s in self.config.sources]}
-        if pipeline is not None:
-            facts.update(backend=pipeline.backend.name, precision=pipeline.backend.model.precision)
-        return facts
 
     def _on_build_progress(self, text: str, fraction: Optional[float]) -> None:
         """Engine preparation reports every few seconds: tell systemd it may take longer."""

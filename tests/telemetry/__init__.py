@@ -1,0 +1,1 @@
+"""Telemetry tests (a package: its conftest.py must not shadow tests/conftest.py)."""
