@@ -6,6 +6,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from edge_agent.backends import create_backend
 from edge_agent.backends.base import Backend
+from edge_agent.budget import MemoryBudget
 from edge_agent.config import AgentConfig
 from edge_agent.engine import prepare_model
 from edge_agent.pipeline import Pipeline, ResultSink
@@ -19,9 +20,15 @@ Progress = Callable[[str, Optional[float]], None]
 
 @contextlib.contextmanager
 def open_backend(config: AgentConfig, progress: Optional[Progress] = None) -> Iterator[Backend]:
-    """Prepare the model for the configured precision, open the backend, close it on exit."""
+    """Prepare the model for the configured precision, admit its memory plan against the budget
+    (BudgetExceeded before anything is allocated), open the backend, close it on exit."""
     prepared = prepare_model(config, progress=progress)
     backend = create_backend(prepared, config)
+    backend.slots = config.memory.slots
+    backend.budget = MemoryBudget(config.memory.limit_mb, config.memory.margin_mb)
+    report = backend.budget.admit(backend.memory_plan())
+    log.info("memory plan admitted: %.1f MB of %d MB (%.1f MB available)", report.total_bytes / 2**20,
+             config.memory.limit_mb, report.available_bytes / 2**20)
     backend.open()
     try:
         yield backend
@@ -38,6 +45,8 @@ def running_pipeline(config: AgentConfig, registry: Registry,
         memory = backend.memory()
         log.info("model %s loaded on %s (%s): %.1f MB host, %.1f MB device", config.model.path.name,
                  backend.name, backend.model.precision, memory.host_bytes / 2**20, memory.device_bytes / 2**20)
+        if backend.budget is not None:
+            backend.budget.publish(registry)
         pipeline = Pipeline(config, backend, registry, sinks)
         pipeline.start()
         try:

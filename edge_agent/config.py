@@ -147,6 +147,12 @@ class PipelineConfig(StrictModel):
 
 class MemoryConfig(StrictModel):
     limit_mb: int = Field(2048, ge=16, description="Memory the agent may use for model, buffers and runtime, in MB.")
+    margin_mb: int = Field(
+        64, ge=0, description="Headroom added to the planned memory before admission (allocator slack, CUDA context).")
+    slots: int = Field(
+        2, ge=1, le=8,
+        description="I/O buffer sets in the ring (TensorRT): 2 lets preprocessing of the next batch overlap "
+                    "inference of the current one; each slot costs one set of input and output buffers.")
 
 
 class PathsConfig(StrictModel):

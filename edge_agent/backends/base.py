@@ -4,14 +4,24 @@ A backend owns its input and output buffers. The pipeline preprocesses straight 
 `input_buffer`, calls `infer(n)` and reads the first `n` rows of the returned output, which stays
 valid until the next call. Public methods check state and arguments; subclasses implement `_open`,
 `_infer` and `_close` only.
+
+Overlap (a ring of `slots` buffer sets, TensorRT): `submit(n)` starts inference on the current
+`input_buffer` and moves `input_buffer` to the next slot, so the caller can preprocess the next
+batch while the GPU works; `wait()` returns that batch's outputs. `infer(n)` is submit + wait.
+Backends without a ring (ONNX Runtime) run synchronously inside `submit`.
+
+Memory: `memory_plan()` says what `open()` will allocate, term by term, before anything is loaded;
+`edge_agent.agent.open_backend` admits it against the budget first (`edge_agent.budget`).
 """
 
 import abc
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from edge_agent.buffers import BufferPool
+from edge_agent.budget import MemoryBudget, MemoryPlan, MemoryTerm
 from edge_agent.errors import EdgeAgentError
 
 if TYPE_CHECKING:  # config imports the backends' config models, so only for type checkers here
@@ -52,7 +62,12 @@ class Backend(abc.ABC):
         self.input_spec: Optional[TensorSpec] = None
         self.output_spec: Optional[TensorSpec] = None
         self.input_buffer: Optional[np.ndarray] = None
+        self.slots = 1  # buffer sets in the ring; the agent sets memory.slots before open()
+        self.budget: Optional[MemoryBudget] = None  # set by the agent: backends may refine their plan
+        self.pool: Optional[BufferPool] = None  # the backend's buffer layer, sealed after warm-up
         self._calls = 0
+        self._pending: Optional[int] = None
+        self._pending_output: Optional[np.ndarray] = None
 
     def open(self) -> "Backend":
         """Load the model, allocate every buffer once and run one warm-up inference."""
@@ -60,20 +75,50 @@ class Backend(abc.ABC):
         if self.input_buffer is None or self.input_spec is None or self.output_spec is None:
             raise EdgeAgentError("backend {} did not set up its buffers".format(self.name))
         self.input_buffer[...] = 0
-        self.infer(1)
+        self.infer(self.max_batch)
+        if self.pool is not None:
+            self.pool.seal()  # every buffer exists now; any later allocation is counted as a leak
         return self
 
     def infer(self, n: int) -> np.ndarray:
         """Run the model on input_buffer[:n]; returns the output rows [:n] (a view, reused next call)."""
+        self.submit(n)
+        return self.wait()
+
+    def submit(self, n: int) -> None:
+        """Start inference on input_buffer[:n]; afterwards input_buffer may be another slot's."""
         if self.input_buffer is None:
             raise EdgeAgentError("backend {} is not open".format(self.name))
         if not 1 <= n <= self.max_batch:
             raise ValueError("batch size {} outside 1..{}".format(n, self.max_batch))
+        if self._pending is not None:
+            raise EdgeAgentError("backend {}: wait() for the submitted batch before submitting another".format(
+                self.name))
         self._calls += 1
-        return self._infer(n)
+        self._pending = n
+        self._pending_output = self._submit(n)
+
+    def wait(self) -> np.ndarray:
+        """The output rows [:n] of the submitted batch (valid until the slot comes round again)."""
+        if self._pending is None:
+            raise EdgeAgentError("backend {}: wait() without a submitted batch".format(self.name))
+        n, self._pending = self._pending, None
+        return self._wait(n) if self._pending_output is None else self._pending_output
+
+    def memory_plan(self) -> MemoryPlan:
+        """What open() will allocate, before it allocates: the model file and I/O buffers by default."""
+        spec = self.model_config.input
+        input_bytes = self.max_batch * spec.channels * spec.height * spec.width * 4
+        output_bytes = self.max_batch * len(self.model_config.output.classes) * spec.height * spec.width * 4
+        terms: List[MemoryTerm] = [
+            MemoryTerm("model file", self.model.path.stat().st_size if self.model.path.exists() else 0, "host"),
+            MemoryTerm("I/O buffers", input_bytes + output_bytes, "host", scales_with_batch=True),
+        ]
+        return MemoryPlan(self.name, self.model.precision, terms, unified=True, max_batch=self.max_batch)
 
     def close(self) -> None:
         if self.input_buffer is not None:
+            self._pending = None
             self._close()
             self.input_buffer = None
 
@@ -86,6 +131,13 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def _infer(self, n: int) -> np.ndarray: ...
+
+    def _submit(self, n: int) -> Optional[np.ndarray]:
+        """Start inference; return the outputs if already done (synchronous backends)."""
+        return self._infer(n)
+
+    def _wait(self, n: int) -> np.ndarray:
+        raise EdgeAgentError("backend {} submitted asynchronously but has no _wait".format(self.name))
 
     @abc.abstractmethod
     def _close(self) -> None: ...

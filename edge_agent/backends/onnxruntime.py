@@ -7,6 +7,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.backends.base import Backend, MemoryUsage, TensorSpec
+from edge_agent.buffers import HostPool
+from edge_agent.budget import MemoryPlan, MemoryTerm
 from edge_agent.errors import BackendUnavailable, ModelError
 
 Precision = Literal["fp32", "fp16", "int8"]
@@ -35,6 +37,7 @@ class OnnxRuntimeBackend(Backend):
         self._session: Any = None
         self._output: Any = None
         self._bindings: Dict[int, Any] = {}
+        self.pool = HostPool()
 
     def _open(self) -> None:
         try:
@@ -76,10 +79,10 @@ class OnnxRuntimeBackend(Backend):
             spec.height, spec.width, spec.channels)
         _check_input_shape(in_meta.name, in_meta.shape, expected, spec.layout, self.max_batch)
         self.input_spec = TensorSpec(in_meta.name, (self.max_batch,) + expected, np.dtype(dtype))
-        self.input_buffer = np.zeros(self.input_spec.shape, dtype=dtype)
+        self.input_buffer = self.pool.host(self.input_spec.shape, dtype)
         probe = self._session.run([out_meta.name], {in_meta.name: self.input_buffer[:1]})[0]
         self.output_spec = TensorSpec(out_meta.name, (self.max_batch,) + probe.shape[1:], probe.dtype)
-        self._output = np.zeros(self.output_spec.shape, dtype=probe.dtype)
+        self._output = self.pool.host(self.output_spec.shape, probe.dtype)
         for n in range(1, self.max_batch + 1):
             binding = self._session.io_binding()
             binding.bind_ortvalue_input(in_meta.name, ort.OrtValue.ortvalue_from_numpy(self.input_buffer[:n]))
@@ -98,6 +101,46 @@ class OnnxRuntimeBackend(Backend):
         buffers = sum(a.nbytes for a in (self.input_buffer, self._output) if a is not None)
         weights = self.model.path.stat().st_size if self.model.path.exists() else 0
         return MemoryUsage(host_bytes=buffers + weights, device_bytes=0)
+
+
+    def memory_plan(self) -> MemoryPlan:
+        """Host memory only: the weights twice (ORT keeps the parsed model and its optimized copy while
+        loading), the largest layer's activations at max batch, and the I/O buffers (one slot: the CPU
+        runs synchronously, a second slot would only cost memory)."""
+        plan = super().memory_plan()
+        weights = plan.terms[0].nbytes
+        terms = [MemoryTerm("model weights", weights, "host"),
+                 MemoryTerm("ORT session copy of weights", weights, "host"),
+                 MemoryTerm("activations (largest layer)", _activation_bytes(self.model.path, self.max_batch),
+                            "host", scales_with_batch=True),
+                 plan.terms[1]]
+        return plan._replace(terms=terms)
+
+
+def _activation_bytes(path: Any, batch: int) -> int:
+    """Largest inputs+outputs of one node, from ONNX shape inference (symbolic batch = `batch`);
+    0 when shapes cannot be inferred (the margin then has to cover it)."""
+    import onnx
+
+    try:
+        model = onnx.shape_inference.infer_shapes(onnx.load(str(path), load_external_data=False))
+    except Exception:  # an unreadable model fails later with ModelError and a clearer message
+        return 0
+    graph = model.graph
+    sizes: Dict[str, int] = {}
+    for info in list(graph.input) + list(graph.value_info) + list(graph.output):
+        tensor = info.type.tensor_type
+        itemsize = 2 if tensor.elem_type == onnx.TensorProto.FLOAT16 else 4
+        count = 1
+        for dim in tensor.shape.dim:
+            count *= dim.dim_value if dim.HasField("dim_value") else batch
+        sizes[info.name] = count * itemsize
+    weights = {init.name for init in graph.initializer}
+    peak = 0
+    for node in graph.node:
+        names = [n for n in list(node.input) + list(node.output) if n and n not in weights]
+        peak = max(peak, sum(sizes.get(n, 0) for n in names))
+    return peak
 
 
 def _check_input_shape(name: str, shape: Any, expected: Any, layout: str, max_batch: int) -> None:
