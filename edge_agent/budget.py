@@ -123,7 +123,7 @@ class MemoryBudget:
         """Admitted figures as gauges: memory_plan_mb{term=...}, memory_limit_mb, memory_available_mb."""
         if self.report is None:
             return
-        gauge = getattr(registry, "gauge")
+        gauge = registry.gauge
         for term in self.report.plan.terms:
             gauge("memory_plan_mb", "MB", term=term.name, where=term.where).set(round(term.mb, 3))
         gauge("memory_plan_mb", "MB", term="margin", where="host").set(self.margin_bytes / MB)

@@ -119,8 +119,8 @@ class BufferPool(abc.ABC):
     @abc.abstractmethod
     def _device(self, nbytes: int) -> DeviceMemory: ...
 
-    def _free(self, memory: DeviceMemory) -> None:
-        pass
+    @abc.abstractmethod
+    def _free(self, memory: DeviceMemory) -> None: ...
 
 
 class HostPool(BufferPool):
@@ -135,6 +135,9 @@ class HostPool(BufferPool):
     def _device(self, nbytes: int) -> DeviceMemory:
         block = np.zeros(nbytes, dtype=np.uint8)
         return DeviceMemory(int(block.ctypes.data), nbytes, block)
+
+    def _free(self, memory: DeviceMemory) -> None:
+        """numpy owns the block; dropping the last reference (the arena's or the ring's) frees it."""
 
 
 class CudaPool(BufferPool):

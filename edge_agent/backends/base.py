@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from edge_agent.buffers import BufferPool
 from edge_agent.budget import MemoryBudget, MemoryPlan, MemoryTerm
+from edge_agent.buffers import BufferPool
 from edge_agent.errors import EdgeAgentError
 
 if TYPE_CHECKING:  # config imports the backends' config models, so only for type checkers here

@@ -7,8 +7,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.backends.base import Backend, MemoryUsage, TensorSpec
-from edge_agent.buffers import HostPool
 from edge_agent.budget import MemoryPlan, MemoryTerm
+from edge_agent.buffers import HostPool
 from edge_agent.errors import BackendUnavailable, ModelError
 
 Precision = Literal["fp32", "fp16", "int8"]
