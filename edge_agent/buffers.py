@@ -16,6 +16,7 @@ contexts that never run at the same time (two engines, or candidate and referenc
 """
 
 import abc
+import ctypes
 import logging
 import threading
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -94,6 +95,19 @@ class BufferPool(abc.ABC):
         """The address the GPU uses for a host buffer of a zero-copy pool."""
         raise EdgeAgentError("{} pool has no device view of host memory".format(self.kind))
 
+    # Copies and ordering on the pool's one stream. Synchronous pools (the CPU) complete at once.
+    stream_handle = 0
+
+    def to_device(self, device_ptr: int, host_view: np.ndarray) -> None:
+        raise EdgeAgentError("{} pool has no device copies".format(self.kind))
+
+    def to_host(self, host_view: np.ndarray, device_ptr: int) -> None:
+        raise EdgeAgentError("{} pool has no device copies".format(self.kind))
+
+    def event(self) -> Any:
+        """An object with record() (after the work queued so far) and synchronize()."""
+        return _DoneEvent()
+
     def _count(self, host: int = 0, device: int = 0) -> None:
         if host:
             self.stats.host_allocations += 1
@@ -123,11 +137,45 @@ class BufferPool(abc.ABC):
     def _free(self, memory: DeviceMemory) -> None: ...
 
 
+class _DoneEvent:
+    __slots__ = ()
+
+    def record(self) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+
 class HostPool(BufferPool):
     """CPU memory only (ONNX Runtime). `device()` gives host bytes standing in for a device, so the
-    scratch-sharing logic is the same code with or without a GPU."""
+    scratch-sharing and ring logic is the same code with or without a GPU.
+
+    `emulate` makes it behave like a GPU pool for tests on machines without one: "pinned" gives every
+    host buffer a separate "device" copy moved by to_device/to_host; "mapped" hands out host
+    addresses as device pointers (zero copy)."""
 
     kind = "host"
+
+    def __init__(self, emulate: Optional[str] = None) -> None:
+        super().__init__()
+        if emulate not in (None, "pinned", "mapped"):
+            raise ValueError("emulate must be None, 'pinned' or 'mapped', got {!r}".format(emulate))
+        self.has_device = emulate is not None
+        self.zero_copy = emulate == "mapped"
+        if emulate:
+            self.kind = "host-emulating-" + emulate
+
+    def device_pointer(self, host_array: np.ndarray) -> int:
+        if not self.zero_copy:
+            return super().device_pointer(host_array)
+        return int(host_array.ctypes.data)
+
+    def to_device(self, device_ptr: int, host_view: np.ndarray) -> None:
+        ctypes.memmove(device_ptr, host_view.ctypes.data, host_view.nbytes)
+
+    def to_host(self, host_view: np.ndarray, device_ptr: int) -> None:
+        ctypes.memmove(host_view.ctypes.data, device_ptr, host_view.nbytes)
 
     def _host(self, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return np.zeros(shape, dtype=dtype)
@@ -167,6 +215,16 @@ class CudaPool(BufferPool):
         self.kind = "cuda-mapped" if self.zero_copy else "cuda-pinned"
         self.name = self._device_handle.name()
         self.stream = cuda.Stream()
+        self.stream_handle = int(self.stream.handle)
+
+    def to_device(self, device_ptr: int, host_view: np.ndarray) -> None:
+        self.cuda.memcpy_htod_async(device_ptr, host_view, self.stream)
+
+    def to_host(self, host_view: np.ndarray, device_ptr: int) -> None:
+        self.cuda.memcpy_dtoh_async(host_view, device_ptr, self.stream)
+
+    def event(self) -> Any:
+        return _StreamEvent(self.cuda.Event(), self.stream)
 
     def _host(self, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         if self.zero_copy:
@@ -201,6 +259,19 @@ class CudaPool(BufferPool):
             array.base.free()
         super().close()
         self._context.pop()
+
+
+class _StreamEvent:
+    __slots__ = ("_event", "_stream")
+
+    def __init__(self, event: Any, stream: Any) -> None:
+        self._event, self._stream = event, stream
+
+    def record(self) -> None:
+        self._event.record(self._stream)
+
+    def synchronize(self) -> None:
+        self._event.synchronize()
 
 
 class Slot:

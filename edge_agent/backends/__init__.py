@@ -8,6 +8,7 @@ from edge_agent.backends.base import Backend, PreparedModel
 # type -> (module, class, the library it needs)
 _BACKENDS: Dict[str, Tuple[str, str, str]] = {
     "onnxruntime": ("edge_agent.backends.onnxruntime", "OnnxRuntimeBackend", "onnxruntime"),
+    "tensorrt": ("edge_agent.backends.tensorrt", "TensorRTBackend", "tensorrt"),
 }
 
 
