@@ -7,8 +7,8 @@ from fake_tensorrt import write_engine
 
 from edge_agent.backends.base import PreparedModel
 from edge_agent.backends.tensorrt import TensorRTBackend
-from edge_agent.buffers import HostPool, ScratchArena
 from edge_agent.budget import BudgetExceeded, MemoryBudget
+from edge_agent.buffers import HostPool, ScratchArena
 from edge_agent.config import InputConfig, ModelConfig, OutputConfig
 from edge_agent.errors import ModelError
 
