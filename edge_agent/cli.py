@@ -1,4 +1,4 @@
-"""`edge-agent` command line: demo, run, check, bench, version.
+"""`edge-agent` command line: demo, run, check, bench, selftest, version.
 
 Errors a user can fix (EdgeAgentError) print one message and exit non-zero without a traceback;
 anything else is a bug and keeps its traceback and a non-zero exit, so systemd sees the failure.
@@ -105,6 +105,26 @@ def build_parser() -> argparse.ArgumentParser:
                             "(hit|built|none), seconds, artifact, artifact_bytes, engine_memory_bytes, gate "
                             "{iou_agreement, max_probability_drift, passed, ...}, fallbacks")
     build.set_defaults(func=cmd_build)
+
+    selftest = commands.add_parser(
+        "selftest", help="acceptance test after installing: accuracy, speed and memory per precision",
+        description="Build FP16 and INT8 engines for the model on this board (through the engine cache), run "
+                    "golden synthetic frames and compare their defect masks with ONNX Runtime FP32, then measure "
+                    "throughput, latency, memory and allocations after warm-up per precision. Prints a pass/fail "
+                    "table (or --json) and says which checks could not run here (no TensorRT or GPU: the ONNX "
+                    "Runtime parts still run). Exits 1 when a check fails.")
+    selftest.add_argument("--config", metavar="FILE", help="YAML config (default: the demo model)")
+    selftest.add_argument("--frames", type=_positive_int, default=16, metavar="N",
+                          help="golden synthetic frames compared with FP32 (16)")
+    selftest.add_argument("--iterations", type=_positive_int, default=50, metavar="N",
+                          help="timed inference calls per precision, at pipeline.max_batch (50)")
+    selftest.add_argument("--iou-floor", type=float, default=0.95, metavar="X",
+                          help="lowest defect-mask IoU against FP32 that passes (0.95)")
+    selftest.add_argument("--require-gpu", action="store_true",
+                          help="fail when the TensorRT checks cannot run (use on Jetson boards)")
+    selftest.add_argument("--report", metavar="FILE", help="also write the JSON report to FILE")
+    selftest.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    selftest.set_defaults(func=cmd_selftest)
 
     version = commands.add_parser("version", help="print the version", description="Print edge-agent's version.")
     version.set_defaults(func=lambda args: print("edge-agent " + __version__) or 0)
@@ -226,6 +246,18 @@ def cmd_build(args: argparse.Namespace) -> int:
         report = prepare(config, progress, force=args.force, precision=args.precision)
     print(json.dumps(report.as_dict()) if args.json else report.text())
     return 0
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edge_agent.selftest import format_table, run_selftest, write_report
+
+    report = run_selftest(args.config, args.frames, args.iterations, args.iou_floor, args.require_gpu)
+    if args.report:
+        write_report(report, Path(args.report))
+    print(json.dumps(report) if args.json else format_table(report))
+    return 0 if report["ok"] else 1
 
 
 if __name__ == "__main__":
