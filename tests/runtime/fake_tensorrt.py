@@ -11,9 +11,11 @@ tests see real data move through the buffers. Memory is addressed by pointer, as
 import ctypes
 import enum
 import json
+import sys
 import types
 
 import numpy as np
+import pytest
 
 
 class _Severity(enum.IntEnum):
@@ -208,3 +210,11 @@ def write_engine(path, input_name="image", output_name="logits", shape=(3, 8, 8)
                 scratch=scratch, **extra)
     path.write_text(json.dumps(spec))
     return path
+
+
+@pytest.fixture(params=["10", "8"])
+def fake_trt(request, monkeypatch):
+    """The fake TensorRT of one API generation, importable as `tensorrt` for the test's duration."""
+    module = make_fake_tensorrt(request.param)
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    return module

@@ -7,7 +7,7 @@ import threading
 import tracemalloc
 
 import cv2
-from conftest_images import write_images
+from runtime_images import write_images
 
 from edge_agent.agent import running_pipeline
 from edge_agent.config import load_config

@@ -3,7 +3,7 @@ buffer layer emulating the pinned (discrete GPU) and mapped (Jetson) paths on th
 
 import numpy as np
 import pytest
-from fake_tensorrt import write_engine
+from fake_tensorrt import fake_trt, write_engine  # noqa: F401  (fake_trt is a fixture)
 
 from edge_agent.backends.base import PreparedModel
 from edge_agent.backends.tensorrt import TensorRTBackend
@@ -11,6 +11,9 @@ from edge_agent.budget import BudgetExceeded, MemoryBudget
 from edge_agent.buffers import HostPool, ScratchArena
 from edge_agent.config import InputConfig, ModelConfig, OutputConfig
 from edge_agent.errors import ModelError
+
+# Every test here runs against both API generations of the fake TensorRT (see fake_tensorrt.py).
+pytestmark = pytest.mark.usefixtures("fake_trt")
 
 MODEL_CONFIG = ModelConfig(input=InputConfig(width=8, height=8), output=OutputConfig(classes=["background", "defect"]))
 
@@ -23,7 +26,7 @@ def backend_for(engine, pool, max_batch=4, slots=2, scratch=None, model_config=M
 
 
 @pytest.mark.parametrize("path", ["pinned", "mapped"])
-def test_outputs_follow_inputs_through_the_ring(tmp_path, fake_trt, path):
+def test_outputs_follow_inputs_through_the_ring(tmp_path, path):
     pool = HostPool(emulate=path)
     with backend_for(write_engine(tmp_path / "m.engine"), pool) as backend:
         assert backend.output_spec.shape == (4, 2, 8, 8)
@@ -45,7 +48,7 @@ def test_outputs_follow_inputs_through_the_ring(tmp_path, fake_trt, path):
         assert pool.stats.device_allocations == (4 if path == "pinned" else 0) + 1  # + one scratch region
 
 
-def test_submit_lets_the_next_batch_be_prepared_while_one_runs(tmp_path, fake_trt):
+def test_submit_lets_the_next_batch_be_prepared_while_one_runs(tmp_path):
     with backend_for(write_engine(tmp_path / "m.engine"), HostPool(emulate="pinned")) as backend:
         backend.input_buffer[:2] = 3.0
         backend.submit(2)
@@ -55,7 +58,7 @@ def test_submit_lets_the_next_batch_be_prepared_while_one_runs(tmp_path, fake_tr
         np.testing.assert_array_equal(backend.wait()[:, 0], 5.0)
 
 
-def test_two_engines_share_one_scratch_region(tmp_path, fake_trt):
+def test_two_engines_share_one_scratch_region(tmp_path):
     pool = HostPool(emulate="pinned")
     arena = ScratchArena(pool)
     small = backend_for(write_engine(tmp_path / "a.engine", scratch=1000), pool, scratch=arena)
@@ -78,7 +81,7 @@ def test_two_engines_share_one_scratch_region(tmp_path, fake_trt):
     assert arena.memory is None  # freed when the last user closed
 
 
-def test_execution_failure_names_engine_and_tensors(tmp_path, fake_trt):
+def test_execution_failure_names_engine_and_tensors(tmp_path):
     engine = write_engine(tmp_path / "bad.engine", fail_execution=True)
     with pytest.raises(ModelError) as info:
         backend_for(engine, HostPool(emulate="pinned")).open()
@@ -86,21 +89,21 @@ def test_execution_failure_names_engine_and_tensors(tmp_path, fake_trt):
     assert "bad.engine" in text and "'image'" in text and "logits" in text and "execution failed" in text
 
 
-def test_foreign_engine_file_is_refused_with_the_tensorrt_log(tmp_path, fake_trt):
+def test_foreign_engine_file_is_refused_with_the_tensorrt_log(tmp_path):
     engine = tmp_path / "old.engine"
     engine.write_bytes(b"\x00\x01 not a plan")
     with pytest.raises(ModelError, match="not compatible.*rebuild|rebuild"):
         backend_for(engine, HostPool(emulate="pinned")).open()
 
 
-def test_batch_outside_the_profile_is_refused_before_buffers_exist(tmp_path, fake_trt):
+def test_batch_outside_the_profile_is_refused_before_buffers_exist(tmp_path):
     pool = HostPool(emulate="pinned")
     with pytest.raises(ModelError, match="max_batch is 8"):
         backend_for(write_engine(tmp_path / "m.engine", max_batch=4), pool, max_batch=8).open()
     assert pool.stats.host_allocations == 0
 
 
-def test_exact_scratch_is_admitted_again_after_deserializing(tmp_path, fake_trt):
+def test_exact_scratch_is_admitted_again_after_deserializing(tmp_path):
     engine = write_engine(tmp_path / "m.engine", scratch=300 * 2**20)
     backend = backend_for(engine, HostPool(emulate="pinned"))
     backend.budget = MemoryBudget(limit_mb=200, margin_mb=0, available=lambda: 2**40)
@@ -110,7 +113,7 @@ def test_exact_scratch_is_admitted_again_after_deserializing(tmp_path, fake_trt)
     assert backend.pool.stats.host_allocations == 0 and backend.pool.stats.device_allocations == 0
 
 
-def test_manifest_scratch_is_counted_before_loading(tmp_path, fake_trt):
+def test_manifest_scratch_is_counted_before_loading(tmp_path):
     engine = write_engine(tmp_path / "m.engine")
     (tmp_path / "m.json").write_text('{"device_memory_bytes": 104857600}')
     plan = backend_for(engine, HostPool(emulate="pinned")).memory_plan()
