@@ -118,6 +118,13 @@ class TensorRTBackend(Backend):
     # --- load -------------------------------------------------------------------------------
 
     def _open(self) -> None:
+        try:
+            self._load()
+        except BaseException:
+            self._close()  # a refusal or error half-way must not leave GPU memory or a context behind
+            raise
+
+    def _load(self) -> None:
         trt = self._trt = import_tensorrt()
         if not hasattr(trt.IExecutionContext, "execute_async_v3"):
             raise _missing(trt, "IExecutionContext.execute_async_v3 (the I/O tensor API)")
