@@ -300,16 +300,29 @@ def _create_context(trt: Any, engine: Any) -> Any:
     return context
 
 
+# DataType member name -> numpy type. By name, because trt.nptype's binding has no signature that the
+# conformance tests can check, and the enum's integer values are not stable across versions.
+_NUMPY_TYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64",
+                "UINT8": "uint8", "BOOL": "bool"}
+
+
 def _nptype(trt: Any, engine: Any, name: str) -> np.dtype:
-    return np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+    data_type = engine.get_tensor_dtype(name)
+    type_name = getattr(data_type, "name", str(data_type).split(".")[-1])
+    if type_name not in _NUMPY_TYPES:
+        raise ModelError("tensor {!r} has TensorRT type {}; edge-agent supports {}".format(
+            name, type_name, ", ".join(sorted(_NUMPY_TYPES))))
+    return np.dtype(_NUMPY_TYPES[type_name])
 
 
 def _manifest_scratch(engine_path: Path) -> int:
-    """The scratch size the engine builder recorded in the manifest beside the engine, 0 if none."""
-    manifest = engine_path.with_suffix(".json")
+    """The scratch size the engine builder recorded in the cache manifest beside the engine
+    (`<engine file>.json`, build.device_memory_bytes); 0 when there is none."""
+    manifest = engine_path.with_name(engine_path.name + ".json")
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return 0
-    value = data.get("device_memory_bytes") if isinstance(data, dict) else None
+    build = data.get("build") if isinstance(data, dict) else None
+    value = build.get("device_memory_bytes") if isinstance(build, dict) else None
     return int(value) if isinstance(value, int) and value >= 0 else 0

@@ -80,6 +80,24 @@ SURFACE = (
     Use("Runtime.deserialize_cuda_engine", ("serialized_engine",)),
     Use("ICudaEngine.device_memory_size_v2", probed=True),
     Use("ICudaEngine.device_memory_size", probed=True),
+    # runtime: edge_agent/backends/tensorrt.py
+    Use("TensorIOMode.INPUT"),
+    Use("ICudaEngine.num_io_tensors"),
+    Use("ICudaEngine.get_tensor_name", ("index",)),
+    Use("ICudaEngine.get_tensor_mode", ("name",)),
+    Use("ICudaEngine.get_tensor_dtype", ("name",)),
+    Use("ICudaEngine.get_tensor_shape", ("name",)),
+    Use("ICudaEngine.get_tensor_profile_shape", ("name", "profile_index")),
+    # called as create_execution_context(USER_MANAGED) only where the strategy enum exists (10+);
+    # 8.x's takes no argument, so no parameter is declared here
+    Use("ICudaEngine.create_execution_context"),
+    Use("ICudaEngine.create_execution_context_without_device_memory", probed=True),
+    Use("ExecutionContextAllocationStrategy.USER_MANAGED", probed=True),
+    Use("IExecutionContext.set_device_memory", ("memory", "size"), probed=True),
+    Use("IExecutionContext.device_memory", probed=True),
+    Use("IExecutionContext.set_input_shape", ("name", "shape")),
+    Use("IExecutionContext.set_tensor_address", ("name", "memory")),
+    Use("IExecutionContext.execute_async_v3", ("stream_handle",)),
 )
 
 NAMES = frozenset(use.name for use in SURFACE)

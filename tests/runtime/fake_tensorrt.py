@@ -50,10 +50,6 @@ class ExecutionContextAllocationStrategy(enum.Enum):
     USER_MANAGED = 2
 
 
-def nptype(data_type):
-    return {DataType.FLOAT: np.float32, DataType.HALF: np.float16}[data_type]
-
-
 def _array_at(address, shape, dtype=np.float32):
     count = int(np.prod(shape))
     raw = (ctypes.c_byte * (count * np.dtype(dtype).itemsize)).from_address(address)
@@ -156,7 +152,7 @@ def make_fake_tensorrt(generation="10"):
     """A fresh module object shaped like TensorRT of that generation."""
     module = types.ModuleType("tensorrt")
     module.__version__ = {"10": "10.3.0", "8": "8.6.1"}[generation]
-    for name in ("ILogger", "TensorIOMode", "DataType", "nptype"):
+    for name in ("ILogger", "TensorIOMode", "DataType"):
         setattr(module, name, globals()[name])
 
     if generation == "10":

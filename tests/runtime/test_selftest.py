@@ -2,17 +2,25 @@ import json
 import subprocess
 import sys
 
+import cv2
 import numpy as np
+from runtime_images import write_images
 
 from edge_agent import selftest
 from edge_agent.config import load_config
 from edge_agent.synthetic import SyntheticGenerator
 
 
-def _config_file(write_config, model):
-    return write_config({"model": {"path": str(model), "input": {"width": 64, "height": 64},
-                                   "output": {"classes": ["background", "dark"]}},
-                         "pipeline": {"max_batch": 2}})
+def _config_file(write_config, model, tmp_path=None):
+    data = {"model": {"path": str(model), "input": {"width": 64, "height": 64},
+                      "output": {"classes": ["background", "dark"]}},
+            "pipeline": {"max_batch": 2}}
+    if tmp_path is not None:  # lets the engine prepare the FP16 / INT8 variants (calibration + gate)
+        folder = write_images(tmp_path / "calibration", cv2, count=8)
+        data.update(paths={"cache_dir": str(tmp_path / "cache")},
+                    engine={"calibration": {"folder": str(folder), "min_images": 4},
+                            "gate": {"validation_images": 4}})
+    return write_config(data)
 
 
 def _selftest(*args):
@@ -21,7 +29,7 @@ def _selftest(*args):
 
 
 def test_selftest_runs_the_cpu_parts_and_names_what_it_could_not_run(tmp_path, dark_model, write_config):
-    config = _config_file(write_config, dark_model)
+    config = _config_file(write_config, dark_model, tmp_path)
     report_path = tmp_path / "report.json"
     proc = _selftest("--config", str(config), "--iterations", "5", "--frames", "4", "--report", str(report_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -32,6 +40,10 @@ def test_selftest_runs_the_cpu_parts_and_names_what_it_could_not_run(tmp_path, d
     assert reference["allocations_after_warmup"] == 0 and reference["memory_planned_mb"] > 0
     rows = {(r["backend"], r["precision"]): r for r in report["rows"]}
     assert set(rows) >= {("tensorrt", "fp16"), ("tensorrt", "int8")}
+    for precision in ("fp16", "int8"):  # prepared by the engine, compared with FP32 on the golden frames
+        row = rows[("onnxruntime", precision)]
+        assert row["status"] == "pass" and row["mask_iou_vs_fp32"] >= 0.95, row
+        assert row["allocations_after_warmup"] == 0
     for row in rows.values():
         if row["status"] == "skip":
             assert row["reason"] and any(row["reason"] in entry for entry in report["not_run"])

@@ -115,7 +115,7 @@ def test_exact_scratch_is_admitted_again_after_deserializing(tmp_path):
 
 def test_manifest_scratch_is_counted_before_loading(tmp_path):
     engine = write_engine(tmp_path / "m.engine")
-    (tmp_path / "m.json").write_text('{"device_memory_bytes": 104857600}')
+    (tmp_path / "m.engine.json").write_text('{"build": {"device_memory_bytes": 104857600}}')  # cache manifest
     plan = backend_for(engine, HostPool(emulate="pinned")).memory_plan()
     assert {t.name: t.nbytes for t in plan.terms}["context scratch"] == 100 * 2**20
 
@@ -128,3 +128,23 @@ def test_missing_tensorrt_is_reported_as_unavailable(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(BackendUnavailable, match="python3-libnvinfer"):
         backend_for(write_engine(tmp_path / "m.engine"), HostPool(emulate="pinned")).open()
+
+
+@pytest.mark.parametrize("generation,version", [("10", "10.3.0"), ("8", "8.6.1")])
+def test_the_fake_offers_nothing_the_real_bindings_lack(generation, version):
+    """Every public member of the fake's engine and context exists in the recorded real surface of
+    the version it imitates (tests/engine/trt_surface_snapshot.json, from the real bindings)."""
+    import json
+    from pathlib import Path
+
+    from fake_tensorrt import make_fake_tensorrt
+
+    snapshot = json.loads((Path(__file__).resolve().parents[1] / "engine" / "trt_surface_snapshot.json").read_text())
+    surface = snapshot[version]
+    fake = make_fake_tensorrt(generation)
+    offered = ["{}.{}".format(cls, member) for cls in ("ICudaEngine", "IExecutionContext")
+               for member in dir(getattr(fake, cls)) if not member.startswith("_")]
+    offered += ["ExecutionContextAllocationStrategy.USER_MANAGED"] if generation == "10" else []
+    undeclared = [name for name in offered if name not in surface]
+    lacking = [name for name in offered if name in surface and not surface[name]["exists"]]
+    assert undeclared == [] and lacking == [], (undeclared, lacking)
