@@ -29,6 +29,7 @@ class MemoryTerm(NamedTuple):
     where: str  # "host" or "device"
     scales_with_batch: bool = False
     scales_with_slots: bool = False
+    key: str = ""  # stable short name for telemetry (memory_plan_<key>_mb); the name is for people
 
     @property
     def mb(self) -> float:
@@ -120,16 +121,17 @@ class MemoryBudget:
         return report
 
     def publish(self, registry: "object") -> None:
-        """Admitted figures as gauges: memory_plan_mb{term=...}, memory_limit_mb, memory_available_mb."""
+        """Admitted figures as gauges: memory_plan_mb{term=<key>}, memory_plan_total_mb, memory_limit_mb,
+        memory_available_at_load_mb (flattened by telemetry to e.g. memory_plan_scratch_mb)."""
         if self.report is None:
             return
         gauge = registry.gauge
         for term in self.report.plan.terms:
-            gauge("memory_plan_mb", "MB", term=term.name, where=term.where).set(round(term.mb, 3))
-        gauge("memory_plan_mb", "MB", term="margin", where="host").set(self.margin_bytes / MB)
-        gauge("memory_plan_total_mb", "MB").set(round(self.report.total_bytes / MB, 3))
-        gauge("memory_limit_mb", "MB").set(self.limit_bytes / MB)
-        gauge("memory_available_at_load_mb", "MB").set(round(self.report.available_bytes / MB, 3))
+            gauge("memory_plan_mb", "mb", term=term.key or term.name).set(round(term.mb, 3))
+        gauge("memory_plan_mb", "mb", term="margin").set(self.margin_bytes / MB)
+        gauge("memory_plan_total_mb", "mb").set(round(self.report.total_bytes / MB, 3))
+        gauge("memory_limit_mb", "mb").set(self.limit_bytes / MB)
+        gauge("memory_available_at_load_mb", "mb").set(round(self.report.available_bytes / MB, 3))
 
 
 def _refusal(report: BudgetReport, problems: List[str]) -> str:

@@ -111,8 +111,9 @@ class Backend(abc.ABC):
         input_bytes = self.max_batch * spec.channels * spec.height * spec.width * 4
         output_bytes = self.max_batch * len(self.model_config.output.classes) * spec.height * spec.width * 4
         terms: List[MemoryTerm] = [
-            MemoryTerm("model file", self.model.path.stat().st_size if self.model.path.exists() else 0, "host"),
-            MemoryTerm("I/O buffers", input_bytes + output_bytes, "host", scales_with_batch=True),
+            MemoryTerm("model file", self.model.path.stat().st_size if self.model.path.exists() else 0, "host",
+                       key="model"),
+            MemoryTerm("I/O buffers", input_bytes + output_bytes, "host", scales_with_batch=True, key="io"),
         ]
         return MemoryPlan(self.name, self.model.precision, terms, unified=True, max_batch=self.max_batch)
 

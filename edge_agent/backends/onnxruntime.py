@@ -109,10 +109,10 @@ class OnnxRuntimeBackend(Backend):
         runs synchronously, a second slot would only cost memory)."""
         plan = super().memory_plan()
         weights = plan.terms[0].nbytes
-        terms = [MemoryTerm("model weights", weights, "host"),
-                 MemoryTerm("ORT session copy of weights", weights, "host"),
+        terms = [MemoryTerm("model weights", weights, "host", key="weights"),
+                 MemoryTerm("ORT session copy of weights", weights, "host", key="session"),
                  MemoryTerm("activations (largest layer)", _activation_bytes(self.model.path, self.max_batch),
-                            "host", scales_with_batch=True),
+                            "host", scales_with_batch=True, key="activations"),
                  plan.terms[1]]
         return plan._replace(terms=terms)
 

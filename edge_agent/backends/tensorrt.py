@@ -101,17 +101,17 @@ class TensorRTBackend(Backend):
         unified = TEGRA_RELEASE.exists() or bool(getattr(self.pool, "integrated", False))
         zero_copy = bool(getattr(self.pool, "zero_copy", unified))
         io_name = "I/O buffers x {} slots".format(self.slots)
-        terms = [MemoryTerm("engine (weights)", engine_bytes, "device")]
+        terms = [MemoryTerm("engine (weights)", engine_bytes, "device", key="engine")]
         terms.append(MemoryTerm("context scratch" if scratch else "context scratch (checked after load)",
-                                scratch, "device", scales_with_batch=True))
+                                scratch, "device", scales_with_batch=True, key="scratch"))
         if zero_copy:
             terms.append(MemoryTerm(io_name + " (mapped, zero-copy)", per_slot * self.slots, "host",
-                                    scales_with_batch=True, scales_with_slots=True))
+                                    scales_with_batch=True, scales_with_slots=True, key="io"))
         else:
             terms.append(MemoryTerm(io_name + " (device)", per_slot * self.slots, "device",
-                                    scales_with_batch=True, scales_with_slots=True))
+                                    scales_with_batch=True, scales_with_slots=True, key="io"))
             terms.append(MemoryTerm("host staging (pinned) x {} slots".format(self.slots), per_slot * self.slots,
-                                    "host", scales_with_batch=True, scales_with_slots=True))
+                                    "host", scales_with_batch=True, scales_with_slots=True, key="staging"))
         return MemoryPlan(self.name, self.model.precision, terms, unified=unified, max_batch=self.max_batch,
                           slots=self.slots, already_held=self._engine_bytes)
 

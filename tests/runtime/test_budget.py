@@ -6,10 +6,10 @@ import pytest
 from edge_agent.budget import MB, BudgetExceeded, MemoryBudget, MemoryPlan, MemoryTerm
 from edge_agent.telemetry.metrics import Registry
 
-TERMS = [MemoryTerm("engine (weights)", 700 * MB, "device"),
-         MemoryTerm("context scratch", 300 * MB, "device", scales_with_batch=True),
-         MemoryTerm("I/O buffers x 2 slots (device)", 200 * MB, "device", True, True),
-         MemoryTerm("host staging (pinned) x 2 slots", 200 * MB, "host", True, True)]
+TERMS = [MemoryTerm("engine (weights)", 700 * MB, "device", key="engine"),
+         MemoryTerm("context scratch", 300 * MB, "device", scales_with_batch=True, key="scratch"),
+         MemoryTerm("I/O buffers x 2 slots (device)", 200 * MB, "device", True, True, key="io"),
+         MemoryTerm("host staging (pinned) x 2 slots", 200 * MB, "host", True, True, key="staging")]
 
 
 def plan(unified=True, precision="fp32", already_held=0):
@@ -23,10 +23,23 @@ def test_fitting_plan_is_admitted_and_published():
     registry = Registry()
     budget.publish(registry)
     gauges = {(name, dict(labels).get("term")): value for name, labels, value in registry.gauges()}
-    assert gauges[("memory_plan_mb", "context scratch")] == 300
+    assert gauges[("memory_plan_mb", "scratch")] == 300 and gauges[("memory_plan_mb", "engine")] == 700
     assert gauges[("memory_plan_mb", "margin")] == 64
     assert gauges[("memory_plan_total_mb", None)] == 1464 and gauges[("memory_limit_mb", None)] == 2048
     assert report.as_dict()["terms_mb"]["engine (weights)"] == 700
+    assert registry.unit("memory_plan_mb") == "mb"  # telemetry keys are lowercase: memory_plan_scratch_mb
+
+
+def test_published_figures_flatten_to_valid_telemetry_keys():
+    from edge_agent.telemetry.payloads import MetricsWindow
+
+    budget = MemoryBudget(2048, 64, available=lambda: 4096 * MB)
+    budget.admit(plan())
+    registry = Registry()
+    budget.publish(registry)
+    values, _ = MetricsWindow(registry).collect({}, {})
+    assert values["memory_plan_scratch_mb"] == 300 and values["memory_plan_margin_mb"] == 64
+    assert values["memory_limit_mb"] == 2048 and values["memory_plan_total_mb"] == 1464
 
 
 def test_over_the_limit_lists_every_term_and_the_fixes():
