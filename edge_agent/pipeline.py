@@ -10,6 +10,8 @@ import threading
 import time
 from typing import List, NamedTuple, Optional, Sequence
 
+import numpy as np
+
 from edge_agent.backends.base import Backend
 from edge_agent.config import AgentConfig
 from edge_agent.postprocess import DefectRegion, Postprocessor
@@ -30,6 +32,17 @@ class InferenceResult(NamedTuple):
     geometry: Geometry
     latency_ms: float  # capture to result
     batch_size: int
+
+
+class _Batch:
+    """Frames taken together and where their pixels went; two alternate in the frame loop."""
+
+    __slots__ = ("frames", "geometries", "submitted")
+
+    def __init__(self, max_batch: int) -> None:
+        self.frames: List[Frame] = []
+        self.geometries: List[Optional[Geometry]] = [None] * max_batch
+        self.submitted = 0.0
 
 
 class ResultSink:
@@ -53,12 +66,11 @@ class Pipeline:
         names = [s.name for s in config.sources]
         self.board = FrameBoard(names, registry)
         self.runners = [SourceRunner(s, self.board, registry) for s in config.sources]
-        self._batch: List[Frame] = []
-        self._geometries: List[Optional[Geometry]] = [None] * config.pipeline.max_batch
-        self._stage = {s: registry.histogram("stage_ms", stage=s) for s in STAGES}
+        self._batches = (_Batch(config.pipeline.max_batch), _Batch(config.pipeline.max_batch))
+        self._stage_ms = {s: registry.histogram("stage_ms", stage=s) for s in STAGES}
         self._latency = registry.histogram("latency_ms")
         self._processed = {n: registry.counter("frames_processed", source=n) for n in names}
-        self._batches = registry.counter("inference_batches")
+        self._inference_batches = registry.counter("inference_batches")
         self._items = registry.counter("inference_items")
         self._defects = {c: registry.counter("defects", **{"class": c}) for c in config.model.output.defect_classes}
         self._truth_intersection = registry.counter("truth_intersection_px", unit="px")
@@ -80,41 +92,73 @@ class Pipeline:
 
     def run(self, stop: threading.Event, max_frames: Optional[int] = None,
             duration_s: Optional[float] = None) -> int:
-        """Process frames until `stop` is set, the sources are exhausted, or a limit is reached."""
+        """Process frames until `stop` is set, the sources are exhausted, or a limit is reached.
+
+        Two batches alternate: while the backend runs one (`submit`), the loop takes and
+        preprocesses the next into the backend's next input slot; a backend that `overlaps` gets
+        that next batch submitted before the finished one is postprocessed. Frames in flight are
+        always finished, so a stop never loses a frame that was taken from a source."""
         end = time.monotonic() + duration_s if duration_s is not None else None
-        max_batch = self.config.pipeline.max_batch
-        max_wait = self.config.pipeline.max_wait_ms / 1000.0
-        while not stop.is_set():
+        staged = self._batches[0]
+        in_flight: Optional[_Batch] = None
+        while True:
             self.heartbeat = time.monotonic()
-            if max_frames is not None and self.frames >= max_frames:
-                break
-            if end is not None and time.monotonic() >= end:
-                break
-            limit = max_batch if max_frames is None else min(max_batch, max_frames - self.frames)
-            if self.board.take(limit, max_wait, 0.1, self._batch) == 0:
-                if self.board.exhausted:
+            taken = self.frames + len(staged.frames) + (len(in_flight.frames) if in_flight else 0)
+            limited = (max_frames is not None and taken >= max_frames) or (
+                end is not None and time.monotonic() >= end)
+            if not staged.frames and not stop.is_set() and not limited:
+                limit = self.config.pipeline.max_batch
+                if max_frames is not None:
+                    limit = min(limit, max_frames - taken)
+                self._stage(staged, limit, 0.0 if in_flight else 0.1)
+            if in_flight is None:
+                if staged.frames:
+                    self._submit(staged)
+                    in_flight, staged = staged, self._other(staged)
+                elif stop.is_set() or limited:
+                    break
+                elif self.board.exhausted:
                     log.info("every source has finished")
                     break
                 continue
-            self._process(self._batch)
+            outputs = self._wait(in_flight)
+            done, in_flight = in_flight, None
+            if staged.frames and self.backend.overlaps:
+                self._submit(staged)
+                in_flight, staged = staged, done
+            self._finish(done, outputs)
         return self.frames
 
-    def _process(self, batch: List[Frame]) -> None:
-        n = len(batch)
+    def _other(self, batch: "_Batch") -> "_Batch":
+        return self._batches[1] if batch is self._batches[0] else self._batches[0]
+
+    def _stage(self, batch: "_Batch", limit: int, timeout_s: float) -> None:
+        """Take up to `limit` frames and preprocess them into the backend's current input slot."""
+        max_wait = self.config.pipeline.max_wait_ms / 1000.0 if timeout_s else 0.0
+        if self.board.take(limit, max_wait, timeout_s, batch.frames) == 0:
+            return
         buffer = self.backend.input_buffer
-        t0 = time.monotonic()
-        for i, frame in enumerate(batch):
-            self._geometries[i] = self.preprocess(frame.image, buffer[i])
-        t1 = time.monotonic()
-        outputs = self.backend.infer(n)
-        t2 = time.monotonic()
-        self._stage["preprocess"].observe((t1 - t0) * 1000.0)
-        self._stage["infer"].observe((t2 - t1) * 1000.0)
-        self._batches.inc()
-        self._items.inc(n)
-        for i, frame in enumerate(batch):
+        started = time.monotonic()
+        for i, frame in enumerate(batch.frames):
+            batch.geometries[i] = self.preprocess(frame.image, buffer[i])
+        self._stage_ms["preprocess"].observe((time.monotonic() - started) * 1000.0)
+
+    def _submit(self, batch: "_Batch") -> None:
+        batch.submitted = time.monotonic()
+        self.backend.submit(len(batch.frames))
+
+    def _wait(self, batch: "_Batch") -> np.ndarray:
+        outputs = self.backend.wait()
+        self._stage_ms["infer"].observe((time.monotonic() - batch.submitted) * 1000.0)
+        self._inference_batches.inc()
+        self._items.inc(len(batch.frames))
+        return outputs
+
+    def _finish(self, batch: "_Batch", outputs: np.ndarray) -> None:
+        n = len(batch.frames)
+        for i, frame in enumerate(batch.frames):
             t3 = time.monotonic()
-            geometry = self._geometries[i]
+            geometry = batch.geometries[i]
             regions = self.postprocess(outputs[i], geometry)
             if frame.truth is not None:
                 self._score_against_truth(frame, geometry)
@@ -124,14 +168,14 @@ class Pipeline:
             for sink in self.sinks:
                 sink.on_result(result)
             t5 = time.monotonic()
-            self._stage["postprocess"].observe((t4 - t3) * 1000.0)
-            self._stage["sink"].observe((t5 - t4) * 1000.0)
+            self._stage_ms["postprocess"].observe((t4 - t3) * 1000.0)
+            self._stage_ms["sink"].observe((t5 - t4) * 1000.0)
             self._latency.observe(latency)
             self._processed[frame.source].inc()
             for region in regions:
                 self._defects[region.cls].inc()
             self.frames += 1
-        batch.clear()
+        batch.frames.clear()
 
     def _score_against_truth(self, frame: Frame, geometry: Geometry) -> None:
         predicted = self.postprocess.frame_mask(geometry).astype(bool)

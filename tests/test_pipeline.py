@@ -139,3 +139,78 @@ def test_frames_from_several_sources_are_batched(tmp_path, dark_model):
     assert max(r[3] for r in results) == 2
     assert registry.counter_total("inference_items") == 8
     assert registry.counter_total("inference_batches") < 8
+
+
+class TwoSlotBackend:
+    """Wraps an open backend with a ring of two input/output slots and `overlaps = True`, the way
+    the TensorRT backend behaves: the pipeline submits batch k+1 before postprocessing batch k."""
+
+    def __init__(self, inner):
+        import numpy as np
+
+        self.inner = inner
+        self.name, self.model, self.output_spec = inner.name, inner.model, inner.output_spec
+        self.overlaps = True
+        self._inputs = [np.zeros_like(inner.input_buffer) for _ in range(2)]
+        self._outputs = [np.zeros(inner.output_spec.shape, inner.output_spec.dtype) for _ in range(2)]
+        self._slot = 0
+        self._pending = None
+        self.input_buffer = self._inputs[0]
+
+    def submit(self, n):
+        assert self._pending is None, "one batch in flight at a time"
+        self.inner.input_buffer[:n] = self._inputs[self._slot][:n]
+        self._outputs[self._slot][:n] = self.inner.infer(n)
+        self._pending = (self._slot, n)
+        self._slot = 1 - self._slot
+        self.input_buffer = self._inputs[self._slot]
+
+    def wait(self):
+        slot, n = self._pending
+        self._pending = None
+        return self._outputs[slot][:n]
+
+    def memory(self):
+        return self.inner.memory()
+
+
+def test_overlapping_backend_keeps_every_frame_with_its_own_result(tmp_path, dark_model):
+    from edge_agent.agent import open_backend
+    from edge_agent.pipeline import Pipeline
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    boxes = _boxes(8)
+    for i, box in enumerate(boxes):
+        cv2.imwrite(str(folder / "{:03d}.png".format(i)), dark_square_image(box=box))
+    config = _dark_config(dark_model, [{"type": "folder", "name": "f", "path": str(folder)}])
+    sink = Collect()
+    with open_backend(config) as inner:
+        pipeline = Pipeline(config, TwoSlotBackend(inner), Registry(), [sink])
+        pipeline.start()
+        try:
+            assert pipeline.run(threading.Event()) == 8
+        finally:
+            pipeline.stop()
+    assert [r[1] for r in sink.results] == list(range(8))
+    for (_, _, regions, _), box in zip(sink.results, boxes):
+        (region,) = regions
+        assert all(abs(a - b) <= 3 for a, b in zip(region.bbox, box)), (region.bbox, box)
+
+
+def test_stop_finishes_the_frames_in_flight(dark_model):
+    config = _dark_config(dark_model, [{"type": "synthetic", "name": "cam"}])
+    registry = Registry()
+    stop = threading.Event()
+
+    class StopAfterThree(Collect):
+        def on_result(self, result):
+            super().on_result(result)
+            if len(self.results) == 3:
+                stop.set()
+
+    sink = StopAfterThree()
+    with running_pipeline(config, registry, [sink]) as pipeline:
+        pipeline.run(stop)
+    assert registry.counter_total("frames_processed") == len(sink.results) >= 3
+    assert registry.counter_total("frames_captured") - registry.counter_total("frames_processed") <= 2

@@ -63,6 +63,9 @@ class Backend(abc.ABC):
         self.output_spec: Optional[TensorSpec] = None
         self.input_buffer: Optional[np.ndarray] = None
         self.slots = 1  # buffer sets in the ring; the agent sets memory.slots before open()
+        # True when `submit` returns before the batch is done and the previous batch's outputs stay
+        # valid across the next submit (a ring of >= 2 slots): the pipeline then overlaps batches
+        self.overlaps = False
         self.budget: Optional[MemoryBudget] = None  # set by the agent: backends may refine their plan
         self.pool: Optional[BufferPool] = None  # the backend's buffer layer, sealed after warm-up
         self._calls = 0

@@ -148,6 +148,7 @@ class TensorRTBackend(Backend):
         self._context = _create_context(trt, self._engine)
         self.scratch.reserve(self._id, self._scratch_bytes, self._bind_scratch)
         self._ring = BufferRing(self.pool, self._tensors, self.slots)
+        self.overlaps = self.slots >= 2  # batch k's outputs survive while batch k+1 runs
         self._prepare_views()
         spec = next(t for t in self._tensors if t.is_input)
         out = self._output_tensor()

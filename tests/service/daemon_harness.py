@@ -37,17 +37,17 @@ def _slow_build(steps: int) -> None:
 
 
 def _stall_after(frames: int) -> None:
-    real = edge_agent.pipeline.Pipeline._process
+    real = edge_agent.pipeline.Pipeline._finish
     never = threading.Event()
 
-    def _process(self, batch):
+    def _finish(self, batch, outputs):
         if self.frames >= frames:
             print("harness: stalling the frame loop after {} frames".format(self.frames), file=sys.stderr,
                   flush=True)
             never.wait()
-        real(self, batch)
+        real(self, batch, outputs)
 
-    edge_agent.pipeline.Pipeline._process = _process
+    edge_agent.pipeline.Pipeline._finish = _finish
 
 
 if __name__ == "__main__":
