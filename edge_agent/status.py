@@ -65,7 +65,7 @@ class StatusLine:
 
 
 def summary(registry: Registry, seconds: float, backend: str, precision: str) -> Dict[str, Any]:
-    """The run's totals: the `demo --json` contract (see docs/cli.md)."""
+    """The run's totals: the `demo --json` contract (README, `edge-agent demo --help`)."""
     latency, _ = registry.histogram("latency_ms").stats_since(0)
     frames = registry.counter_total("frames_processed")
     iou = mask_iou(registry)
