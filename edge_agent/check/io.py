@@ -125,8 +125,14 @@ def _mqtt_handshake(config: Any, tls: Any) -> CheckResult:
         # Its own client id: reusing the agent's would disconnect a running agent.
         client = new_client(mqtt, "{}-check".format(config.device.id), tls)
     except ConfigError as exc:
-        return CheckResult("broker-auth", FAIL, str(exc), "create the password file (one line, readable by the "
-                           "agent's user) or fix mqtt.password_file / password_credential")
+        if mqtt.password_credential is not None:
+            # systemd hands credentials to the service only, not to a technician's shell.
+            fix = ("run the check with the service's credential: sudo systemd-run --pipe --wait -p User=edge-agent "
+                   "-p LoadCredential={}:/path/to/password /opt/edge-agent/venv/bin/edge-agent check --config "
+                   "/etc/edge-agent/config.yaml".format(mqtt.password_credential))
+        else:
+            fix = "create the password file (one line, readable by the agent's user) or fix mqtt.password_file"
+        return CheckResult("broker-auth", FAIL, str(exc), fix)
     client.on_connect = on_connect
     who = "user {!r}".format(mqtt.username) if mqtt.username else "anonymous"
     try:

@@ -44,8 +44,8 @@ def _password_broker(start_broker, tmp_path, tls=None):
     return start_broker("allow_anonymous false\npassword_file {}".format(passwd), tls=tls)
 
 
-def _secret(tmp_path, text):
-    path = tmp_path / "mqtt-password"
+def _secret(tmp_path, text, name="password-file"):
+    path = tmp_path / name
     path.write_text(text + "\n")
     return str(path)
 
@@ -62,7 +62,7 @@ def test_anonymous_broker_through_the_cli(short_tmp, model_path, start_broker):
     assert "anonymous" in checks["broker-mqtt"]["detail"]
 
 
-def test_password_authentication(tmp_path, model_path, start_broker):
+def test_password_authentication(tmp_path, model_path, start_broker, monkeypatch):
     broker = _password_broker(start_broker, tmp_path)
     good = _checks(model_path, port=broker.port, username="cell-7", password_file=_secret(tmp_path, "right-one"))
     assert good["broker-mqtt"].status == "pass" and "user 'cell-7'" in good["broker-mqtt"].detail, good
@@ -82,6 +82,14 @@ def test_password_authentication(tmp_path, model_path, start_broker):
                          password_file=str(tmp_path / "missing"))["broker-auth"]
     assert unreadable.status == "fail" and "cannot read the broker password" in unreadable.detail
     assert "create the password file" in unreadable.fix
+
+    credential = {"port": broker.port, "username": "cell-7", "password_credential": "mqtt-password"}
+    without = _checks(model_path, **credential)["broker-auth"]  # a shell, not the service: no credential
+    assert without.status == "fail" and "CREDENTIALS_DIRECTORY is not set" in without.detail
+    assert "LoadCredential=mqtt-password:" in without.fix
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))  # as systemd sets it for the service
+    _secret(tmp_path, "right-one", name="mqtt-password")
+    assert _checks(model_path, **credential)["broker-mqtt"].status == "pass"
 
 
 def test_tls_with_a_test_ca_and_password(tmp_path, model_path, start_broker, test_ca):
