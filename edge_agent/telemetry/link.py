@@ -60,6 +60,31 @@ def tls_context(config: MqttConfig) -> Optional[ssl.SSLContext]:
     return context
 
 
+def explain_tls_failure(exc: ssl.SSLError, port: int) -> Tuple[str, str]:
+    """(what failed, the fix in one sentence) for a TLS handshake error with the broker."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ("TLS certificate check failed: {}".format(exc.verify_message),
+                "set mqtt.tls.ca_file to the CA that signed the broker's certificate, and mqtt.host to a name "
+                "that certificate lists")
+    return ("TLS handshake failed: {}".format(exc.reason or exc),
+            "check that port {} is the broker's TLS listener (usually 8883) and that it accepts this client's "
+            "certificate".format(port))
+
+
+def new_client(config: MqttConfig, client_id: str, tls: Optional[ssl.SSLContext]) -> mqtt.Client:
+    """A paho client with the configured protocol, TLS context and credentials: the agent's link and
+    `edge-agent check` connect the same way. Raises ConfigError when the password cannot be read."""
+    protocol = mqtt.MQTTv5 if config.protocol == "5" else mqtt.MQTTv311
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+    # An exception escaping a callback would silently stop paho's thread (notes/mqtt-systemd.md).
+    client.suppress_exceptions = True
+    if tls is not None:
+        client.tls_set_context(tls)
+    if config.username:
+        client.username_pw_set(config.username, read_password(config))
+    return client
+
+
 class BrokerLink:
     """Owns the paho client. Events on `self.events`:
     ("connected",) ("refused", reason) ("connect_failed",) ("disconnected", reason)
@@ -71,18 +96,11 @@ class BrokerLink:
         self.command_prefix = command_prefix
         self.events = queue.SimpleQueue()  # of tuples, see the class docstring
         self.wake = wake
-        protocol = mqtt.MQTTv5 if config.protocol == "5" else mqtt.MQTTv311
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
-        # An exception escaping a callback would silently stop paho's thread (notes/mqtt-systemd.md).
-        self.client.suppress_exceptions = True
+        self._tls = tls_context(config)
+        self.client = new_client(config, client_id, self._tls)
         self.client.reconnect_delay_set(int(max(1, config.reconnect_min_s)), int(max(1, config.reconnect_max_s)))
         self.client.max_inflight_messages_set(config.inflight_max)
         self.client.max_queued_messages_set(0)
-        self._tls = tls_context(config)
-        if self._tls is not None:
-            self.client.tls_set_context(self._tls)
-        if config.username:
-            self.client.username_pw_set(config.username, read_password(config))
         self.client.will_set(will[0], will[1], qos=QOS, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
@@ -155,11 +173,8 @@ class BrokerLink:
                     return "TLS handshake works but the MQTT handshake failed"
         except socket.gaierror as exc:
             return "cannot resolve host name {!r} ({}); check mqtt.host and DNS".format(self.config.host, exc.strerror)
-        except ssl.SSLCertVerificationError as exc:
-            return "TLS certificate check failed: {}; check mqtt.tls.ca_file and the broker's certificate " \
-                   "name".format(exc.verify_message)
         except ssl.SSLError as exc:
-            return "TLS handshake failed: {}; is port {} a TLS listener?".format(exc.reason, self.config.port)
+            return "; ".join(explain_tls_failure(exc, self.config.port))
         except socket.timeout:
             return "no answer within {:.0f} s (host down or a firewall drops the packets)".format(timeout_s)
         except ConnectionRefusedError:

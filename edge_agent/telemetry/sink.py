@@ -41,6 +41,7 @@ from edge_agent.telemetry.probe import SystemProbe
 log = logging.getLogger(__name__)
 
 LOOP_S = 0.05
+HEALTH_STALL_S = 10.0  # a telemetry loop quiet this long (it iterates every LOOP_S) counts as stuck
 COMMANDS = ("rebirth", "publish-now")
 PROBE_UNITS = {"pct": "%", "mb": "MB", "c": "degC", "mw": "mW", "mhz": "MHz", "1m": "load"}
 OWN_CATALOGUE = {
@@ -129,8 +130,13 @@ class Telemetry(ResultSink):
                                           frame.image.shape[0], result.latency_ms, list(result.regions), crops))
 
     def health(self) -> Tuple[bool, str]:
-        alive = self._thread.is_alive() and time.monotonic() - self._heartbeat < 10.0
+        """(publisher alive, a status line). An unreachable broker is healthy: the outbox keeps the
+        messages and paho reconnects, and restarting the service would not bring the network back.
+        Only a dead or stuck telemetry thread is a failure (the watchdog then withholds its pings)."""
         queued = self.outbox.rows if self.outbox is not None else 0
+        if self._stop.is_set():  # close() is flushing or done; the thread ends on purpose
+            return True, "telemetry closing, {} queued".format(queued)
+        alive = self._thread.is_alive() and time.monotonic() - self._heartbeat < HEALTH_STALL_S
         if not alive:
             return False, "telemetry thread stopped or stuck, {} queued".format(queued)
         if self._link_up:

@@ -11,6 +11,9 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
 
+# The real-mosquitto fixtures of the telemetry tests, for the daemon-with-telemetry tests here.
+from telemetry.conftest import broker, collector_factory  # noqa: F401
+
 from service.service_helpers import HARNESS, ROOT, Daemon, NotifyListener
 
 from onnx_models import dark_spot_model

@@ -5,6 +5,7 @@
 EA_TEST_SLOW_BUILD=N      prepare_model reports "building engine" N times, 0.3 s apart, first
 EA_TEST_STALL_AFTER=N     the frame loop blocks forever inside a stage after N frames
 EA_TEST_DRAIN_TIMEOUT=S   shorter bound for draining the frame loop on stop
+EA_TEST_TELEMETRY_DIES_AFTER=S  the telemetry thread raises S seconds after its first send attempt
 
 The product code has no test hooks: the faults are patched in here, from outside.
 """
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import edge_agent.agent  # noqa: E402
 import edge_agent.pipeline  # noqa: E402
 import edge_agent.service  # noqa: E402
+import edge_agent.telemetry.sink  # noqa: E402
 from edge_agent.cli import main  # noqa: E402
 
 
@@ -50,6 +52,20 @@ def _stall_after(frames: int) -> None:
     edge_agent.pipeline.Pipeline._finish = _finish
 
 
+def _telemetry_dies_after(seconds: float) -> None:
+    real = edge_agent.telemetry.sink.Telemetry._send
+    first = []
+
+    def _send(self):
+        first.append(time.monotonic())
+        if time.monotonic() - first[0] >= seconds:
+            print("harness: killing the telemetry thread", file=sys.stderr, flush=True)
+            raise RuntimeError("harness: injected telemetry failure")
+        real(self)
+
+    edge_agent.telemetry.sink.Telemetry._send = _send
+
+
 if __name__ == "__main__":
     if os.environ.get("EA_TEST_SLOW_BUILD"):
         _slow_build(int(os.environ["EA_TEST_SLOW_BUILD"]))
@@ -57,4 +73,6 @@ if __name__ == "__main__":
         _stall_after(int(os.environ["EA_TEST_STALL_AFTER"]))
     if os.environ.get("EA_TEST_DRAIN_TIMEOUT"):
         edge_agent.service.DRAIN_TIMEOUT_S = float(os.environ["EA_TEST_DRAIN_TIMEOUT"])
+    if os.environ.get("EA_TEST_TELEMETRY_DIES_AFTER"):
+        _telemetry_dies_after(float(os.environ["EA_TEST_TELEMETRY_DIES_AFTER"]))
     sys.exit(main(sys.argv[1:]))

@@ -2,14 +2,8 @@
 no traceback; real failures (a missing camera, a broker that refuses) fail with a fix."""
 
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
-
-import pytest
 
 from edge_agent.check import collect, platform
 from service.service_helpers import ROOT, config_data, write_yaml
@@ -74,47 +68,3 @@ def test_on_a_jetson_a_missing_tensorrt_is_a_failure(monkeypatch, tmp_path):
     assert checks["jetpack"].status == "pass" and "L4T R36.4.3 (JetPack 6)" in checks["jetpack"].detail
     assert checks["tensorrt"].status == "fail" and "python3-libnvinfer" in checks["tensorrt"].fix
     assert checks["jtop"].status in ("warn", "pass")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.skipif(shutil.which("mosquitto") is None and not os.path.exists("/usr/sbin/mosquitto"),
-                    reason="mosquitto not installed (scripts/test.sh installs it)")
-@pytest.mark.parametrize("anonymous", [True, False])
-def test_broker_handshake_with_a_real_mosquitto(short_tmp, model_path, anonymous):
-    port = _free_port()
-    conf = short_tmp / "mosquitto.conf"
-    lines = ["listener {} 127.0.0.1".format(port), "allow_anonymous {}".format("true" if anonymous else "false"),
-             "log_dest file {}".format(short_tmp / "mosquitto.log"), "user root"]
-    if not anonymous:
-        passwords = short_tmp / "passwd"
-        subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwords), "someone", "secret"], check=True)
-        lines.append("password_file {}".format(passwords))
-    conf.write_text("\n".join(lines) + "\n")
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    broker = subprocess.Popen([binary, "-c", str(conf)])
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mosquitto did not start"
-                time.sleep(0.05)
-        data = config_data(model_path, mqtt={"enabled": True, "host": "127.0.0.1", "port": port})
-        report = json.loads(_check(write_yaml(short_tmp / "config.yaml", data), "--json").stdout)
-        checks = {c["name"]: c for c in report["checks"]}
-        assert checks["broker-dns"]["status"] == "pass" and checks["broker-tcp"]["status"] == "pass"
-        if anonymous:
-            assert checks["broker-mqtt"]["status"] == "pass", checks["broker-mqtt"]
-        else:
-            assert checks["broker-mqtt"]["status"] == "fail", checks["broker-mqtt"]
-            assert "refused" in checks["broker-mqtt"]["detail"] and checks["broker-mqtt"]["fix"]
-    finally:
-        broker.terminate()
-        broker.wait(10)
