@@ -22,6 +22,10 @@ if ! command -v gcc >/dev/null 2>&1 || ! command -v nm >/dev/null 2>&1; then
     echo "== installing gcc and binutils for the TensorRT conformance tests"
     apt_install gcc binutils || echo "   (not installed: the TensorRT conformance tests will SKIP and say so)"
 fi
+if ! command -v openssl >/dev/null 2>&1; then
+    echo "== installing openssl (the MQTT TLS tests make a test CA with it)"
+    apt_install openssl
+fi
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "== installing systemd (systemd-analyze verifies the unit file offline)"
     apt_install systemd
