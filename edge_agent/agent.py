@@ -2,20 +2,17 @@
 
 import contextlib
 import logging
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from edge_agent.backends import create_backend
 from edge_agent.backends.base import Backend
 from edge_agent.budget import MemoryBudget
 from edge_agent.config import AgentConfig
-from edge_agent.engine import prepare_model
+from edge_agent.engine import Progress, prepare_model
 from edge_agent.pipeline import Pipeline, ResultSink
 from edge_agent.telemetry.metrics import Registry
 
 log = logging.getLogger(__name__)
-
-# progress(text, fraction or None), called every few seconds during long model preparation
-Progress = Callable[[str, Optional[float]], None]
 
 
 @contextlib.contextmanager
