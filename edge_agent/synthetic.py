@@ -7,7 +7,7 @@ into an alpha map once; the image is blended with that alpha and the mask takes 
 the alpha is >= 0.5, so the mask is exactly where the defect's visible edge is.
 
 ``SyntheticGenerator.sample(index)`` depends only on ``(seed, index)``: call order, threads and
-earlier calls do not change it. Costs about 1-3 ms for a 320x240 frame.
+earlier calls do not change it. A 320x240 frame takes about 2-4 ms on one 2.5 GHz Xeon core.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -102,7 +102,7 @@ class SyntheticGenerator:
         # Per-pixel Gaussian noise is the costliest part of a frame, so a bank a little larger than
         # the frame is drawn once and each sample reads it at its own random offset.
         self._pad = (61, 67)
-        self._bank = None  # type: Optional[np.ndarray]
+        self._bank: Optional[np.ndarray] = None
         if self.noise > 0:
             bank_rng = np.random.default_rng((self.seed, 0, 0xB4A7))
             shape = (self.height + self._pad[0], self.width + self._pad[1], 3)
@@ -122,7 +122,7 @@ class SyntheticGenerator:
         for c in range(3):
             np.multiply(lum, color[c], out=img[:, :, c])
         mask = np.zeros((self.height, self.width), np.uint8)
-        drawn = []  # type: List[Defect]
+        drawn: List[Defect] = []
         if rng.random() < self.defect_rate:
             wanted = int(rng.integers(1, 4))
             for _ in range(wanted + 3):  # a few spare tries in case a defect falls off the frame
