@@ -151,8 +151,8 @@ class MemoryConfig(StrictModel):
         64, ge=0, description="Headroom added to the planned memory before admission (allocator slack, CUDA context).")
     slots: int = Field(
         2, ge=1, le=8,
-        description="I/O buffer sets in the ring (TensorRT): 2 lets preprocessing of the next batch overlap "
-                    "inference of the current one; each slot costs one set of input and output buffers.")
+        description="I/O buffer sets in the ring: 2 lets the next batch run while the last one is postprocessed and "
+                    "the one after is preprocessed; 1 runs strictly in turn. Each slot costs one input and output set.")
 
 
 class PathsConfig(StrictModel):

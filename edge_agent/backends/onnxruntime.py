@@ -1,7 +1,8 @@
 """ONNX Runtime backend: CPU everywhere (and the fallback on a Jetson), I/O bound to reused arrays."""
 
 import os
-from typing import Any, Dict, Literal
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Dict, List, Literal, Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,8 +36,12 @@ class OnnxRuntimeBackend(Backend):
         super().__init__(model, model_config, max_batch)
         self.config = config
         self._session: Any = None
-        self._output: Any = None
-        self._bindings: Dict[int, Any] = {}
+        self._inputs: List[np.ndarray] = []
+        self._outputs: List[np.ndarray] = []
+        self._bindings: List[Dict[int, Any]] = []  # per slot, per batch size: made once, reused
+        self._slot = 0
+        self._worker: Optional[ThreadPoolExecutor] = None
+        self._running: Any = None
         self.pool = HostPool()
 
     def _open(self) -> None:
@@ -79,41 +84,73 @@ class OnnxRuntimeBackend(Backend):
             spec.height, spec.width, spec.channels)
         _check_input_shape(in_meta.name, in_meta.shape, expected, spec.layout, self.max_batch)
         self.input_spec = TensorSpec(in_meta.name, (self.max_batch,) + expected, np.dtype(dtype))
-        self.input_buffer = self.pool.host(self.input_spec.shape, dtype)
-        probe = self._session.run([out_meta.name], {in_meta.name: self.input_buffer[:1]})[0]
+        probe_input = np.zeros((1,) + expected, dtype=dtype)
+        probe = self._session.run([out_meta.name], {in_meta.name: probe_input})[0]
         self.output_spec = TensorSpec(out_meta.name, (self.max_batch,) + probe.shape[1:], probe.dtype)
-        self._output = self.pool.host(self.output_spec.shape, probe.dtype)
-        for n in range(1, self.max_batch + 1):
-            binding = self._session.io_binding()
-            binding.bind_ortvalue_input(in_meta.name, ort.OrtValue.ortvalue_from_numpy(self.input_buffer[:n]))
-            binding.bind_ortvalue_output(out_meta.name, ort.OrtValue.ortvalue_from_numpy(self._output[:n]))
-            self._bindings[n] = binding
+        for _ in range(max(1, self.slots)):
+            inputs = self.pool.host(self.input_spec.shape, dtype)
+            outputs = self.pool.host(self.output_spec.shape, probe.dtype)
+            bindings = {}
+            for n in range(1, self.max_batch + 1):
+                binding = self._session.io_binding()
+                binding.bind_ortvalue_input(in_meta.name, ort.OrtValue.ortvalue_from_numpy(inputs[:n]))
+                binding.bind_ortvalue_output(out_meta.name, ort.OrtValue.ortvalue_from_numpy(outputs[:n]))
+                bindings[n] = binding
+            self._inputs.append(inputs)
+            self._outputs.append(outputs)
+            self._bindings.append(bindings)
+        self.input_buffer = self._inputs[0]
+        if len(self._inputs) > 1:
+            # ORT releases the GIL while it runs: a worker thread lets the frame loop postprocess
+            # batch k and preprocess batch k+2 while batch k+1 runs
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
+            self.overlaps = True
 
     def _infer(self, n: int) -> np.ndarray:
-        self._session.run_with_iobinding(self._bindings[n])
-        return self._output[:n]
+        self._session.run_with_iobinding(self._bindings[self._slot][n])
+        return self._outputs[self._slot][:n]
+
+    def _submit(self, n: int) -> Optional[np.ndarray]:
+        if self._worker is None:
+            return self._infer(n)
+        future = self._worker.submit(self._session.run_with_iobinding, self._bindings[self._slot][n])
+        self._running = (self._slot, future)
+        self._slot = (self._slot + 1) % len(self._inputs)
+        self.input_buffer = self._inputs[self._slot]
+        return None
+
+    def _wait(self, n: int) -> np.ndarray:
+        slot, future = self._running
+        self._running = None
+        future.result()
+        return self._outputs[slot][:n]
 
     def _close(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
         self._bindings.clear()
         self._session = None
 
     def memory(self) -> MemoryUsage:
-        buffers = sum(a.nbytes for a in (self.input_buffer, self._output) if a is not None)
+        buffers = sum(a.nbytes for a in self._inputs + self._outputs)
         weights = self.model.path.stat().st_size if self.model.path.exists() else 0
         return MemoryUsage(host_bytes=buffers + weights, device_bytes=0)
 
 
     def memory_plan(self) -> MemoryPlan:
         """Host memory only: the weights twice (ORT keeps the parsed model and its optimized copy while
-        loading), the largest layer's activations at max batch, and the I/O buffers (one slot: the CPU
-        runs synchronously, a second slot would only cost memory)."""
+        loading), the largest layer's activations at max batch, and the I/O buffers of every slot
+        (two slots let the next batch run while the last one is postprocessed)."""
         plan = super().memory_plan()
-        weights = plan.terms[0].nbytes
+        weights, io = plan.terms[0].nbytes, plan.terms[1].nbytes
+        slots = max(1, self.slots)
         terms = [MemoryTerm("model weights", weights, "host", key="weights"),
                  MemoryTerm("ORT session copy of weights", weights, "host", key="session"),
                  MemoryTerm("activations (largest layer)", _activation_bytes(self.model.path, self.max_batch),
                             "host", scales_with_batch=True, key="activations"),
-                 plan.terms[1]]
+                 MemoryTerm("I/O buffers x {} slots".format(slots), io * slots, "host", scales_with_batch=True,
+                            scales_with_slots=True, key="io")]
         return plan._replace(terms=terms)
 
 

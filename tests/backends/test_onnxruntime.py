@@ -19,8 +19,12 @@ def test_demo_model_shapes_and_reused_buffers():
         assert backend.output_spec.shape == (2, 5, 256, 256)
         first = backend.infer(2)
         second = backend.infer(1)
+        third = backend.infer(1)
         assert first.shape == (2, 5, 256, 256) and second.shape == (1, 5, 256, 256)
-        assert np.shares_memory(first, second)  # the same output buffer, every call
+        # a ring of memory.slots (2) output buffers, allocated once: every other call reuses one
+        assert backend.slots == 2 and backend.overlaps
+        assert not np.shares_memory(first, second)
+        assert np.shares_memory(first, third)
         memory = backend.memory()
         assert memory.host_bytes > backend.input_buffer.nbytes + first.nbytes
         assert memory.device_bytes == 0
@@ -84,3 +88,16 @@ def test_unknown_input_name_lists_the_real_ones(dark_model):
     with pytest.raises(ModelError, match=r"'img' is not an input .* \['image'\]"):
         with open_backend(config):
             pass
+
+
+def test_one_slot_runs_synchronously_with_the_same_results():
+    generator = SyntheticGenerator(seed=9)
+    results = []
+    for slots in (1, 2):
+        config = load_config(None, {"memory": {"slots": slots}})
+        with open_backend(config) as backend:
+            assert backend.overlaps == (slots == 2)
+            pre = Preprocessor(config.model.input)
+            pre(generator.sample(0).image, backend.input_buffer[0])
+            results.append(backend.infer(1).copy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-5)
