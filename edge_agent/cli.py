@@ -86,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(video-file source, preprocess, infer, postprocess) on the same model, and print both "
                     "throughputs and their ratio.")
     bench.add_argument("--config", metavar="FILE", help="YAML config (default: the demo model)")
-    bench.add_argument("--frames", type=_positive_int, default=300, metavar="N", help="frames per measurement (300)")
+    bench.add_argument("--frames", type=_positive_int, default=300, metavar="N",
+                       help="frames per measurement round (300)")
+    bench.add_argument("--rounds", type=_positive_int, default=3, metavar="R",
+                       help="alternating backend-only / end-to-end rounds; the medians are compared (3)")
     bench.add_argument("--json", action="store_true", help="print the result as one JSON object")
     bench.set_defaults(func=cmd_bench)
 
@@ -227,12 +230,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from edge_agent.bench import run_bench
 
-    result = run_bench(_load(args.config), args.frames)
+    result = run_bench(_load(args.config), args.frames, args.rounds)
     if args.json:
         print(json.dumps(result))
     else:
-        print("backend only : {backend_fps:8.1f} fps (batch {batch}, {backend} {precision})\n"
-              "end to end   : {pipeline_fps:8.1f} fps ({source})\n"
+        print("backend only : {backend_fps:8.1f} fps (batch {batch}, {backend} {precision}; median of {rounds})\n"
+              "end to end   : {pipeline_fps:8.1f} fps ({source}; median of {rounds})\n"
               "ratio        : {ratio:8.3f}  (end to end / backend only)".format(**result))
     return 0
 

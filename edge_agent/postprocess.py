@@ -5,7 +5,7 @@ class's score threshold. Work arrays are allocated once at the model's output si
 only OpenCV's connected components allocate (its label image), at model resolution.
 """
 
-from typing import List, NamedTuple, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -53,26 +53,30 @@ class Postprocessor:
         planes = self._planes(output)
         self.defect_mask[...] = 0
         regions: List[DefectRegion] = []
-        if not self._winning_scores(planes):
+        window = self._winning_scores(planes)
+        if window is None:
             return regions
+        # every per-class step works inside the candidates' window: defects are small
+        top, left = window[0].start, window[1].start
+        score, confident, is_class = self._score[window], self._confident[window], self._is_class[window]
         area_scale = 1.0 / (geometry.scale_x * geometry.scale_y)
-        for index, name, score, min_area in self.classes:
-            np.greater_equal(self._score, score, out=self._confident)
+        for index, name, threshold, min_area in self.classes:
+            np.greater_equal(score, threshold, out=confident)
             if len(planes) > 1:
-                np.equal(planes[index], self._best, out=self._is_class)
-                np.logical_and(self._is_class, self._confident, out=self._confident)
-            if not self._confident.any():
+                np.equal(planes[index][window], self._best[window], out=is_class)
+                np.logical_and(is_class, confident, out=confident)
+            if not confident.any():
                 continue
-            count, labels, stats, _ = cv2.connectedComponentsWithStats(self._confident.view(np.uint8), connectivity=8)
+            count, labels, stats, _ = cv2.connectedComponentsWithStats(confident.view(np.uint8), connectivity=8)
             # filter on area first, vectorized: a speckled output can hold thousands of tiny components
             frame_areas = np.rint(stats[1:count, cv2.CC_STAT_AREA] * area_scale)
             for label in np.flatnonzero(frame_areas >= min_area) + 1:
                 x, y, w, h, _ = (int(v) for v in stats[label])
-                frame_area = int(frame_areas[label - 1])
-                window = labels[y:y + h, x:x + w] == label
-                scores = self._score[y:y + h, x:x + w][window]
-                self.defect_mask[y:y + h, x:x + w][window] = 1
-                regions.append(DefectRegion(name, frame_area, _to_frame(x, y, w, h, geometry),
+                component = labels[y:y + h, x:x + w] == label
+                scores = score[y:y + h, x:x + w][component]
+                self.defect_mask[top + y:top + y + h, left + x:left + x + w][component] = 1
+                regions.append(DefectRegion(name, int(frame_areas[label - 1]),
+                                            _to_frame(left + x, top + y, w, h, geometry),
                                             float(scores.max()), float(scores.mean())))
         return regions
 
@@ -83,12 +87,14 @@ class Postprocessor:
         np.copyto(self._nhwc, output.transpose(2, 0, 1), casting="same_kind")
         return self._nhwc
 
-    def _winning_scores(self, planes: np.ndarray) -> bool:
-        """Fill _best (the top channel's raw value) and _score (that class's probability) per pixel.
-
-        Returns False early when no pixel could be a defect: background wins everywhere. Only the
-        winning class's probability matters, so softmax needs one sum of exponentials, not C planes
-        of probabilities (np.argmax over channels is 10x slower than these plane-wise operations)."""
+    def _winning_scores(self, planes: np.ndarray) -> Optional[Tuple[slice, slice]]:
+        """Fill _best (the top channel's raw value) and _score (that class's probability) per pixel
+        inside the window that holds every defect candidate; returns that window, or None when
+        background wins everywhere. Only the winning class's probability matters, so softmax needs
+        one sum of exponentials, not C planes of probabilities (np.argmax over channels is 10x slower
+        than these plane-wise operations)."""
+        height, width = self._score.shape
+        window = (slice(0, height), slice(0, width))
         if len(planes) == 1:
             if self.activation == "sigmoid":
                 np.negative(planes[0], out=self._score)
@@ -97,18 +103,15 @@ class Postprocessor:
                 np.reciprocal(self._score, out=self._score)
             else:
                 np.copyto(self._score, planes[0], casting="same_kind")
-            return True
+            return window
         np.max(planes, axis=0, out=self._best)
-        window = (slice(None), slice(None))
         if self.background is not None:
-            # candidates: pixels where a defect channel beats the background; score only their bounding window
             np.less(planes[self.background], self._best, out=self._is_class)
             rows = np.flatnonzero(self._is_class.any(axis=1))
             if rows.size == 0:
-                return False
+                return None
             cols = np.flatnonzero(self._is_class.any(axis=0))
-            window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-            self._score[...] = 0.0
+            window = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
         best, score, work = self._best[window], self._score[window], self._work[window]
         if self.activation == "softmax":
             score[...] = 0.0
@@ -119,7 +122,7 @@ class Postprocessor:
             np.reciprocal(score, out=score)
         else:
             np.copyto(score, best)
-        return True
+        return window
 
     def frame_mask(self, geometry: Geometry) -> np.ndarray:
         """The reported-defect mask mapped back to the frame's size (uint8, 1 = defect)."""

@@ -36,7 +36,8 @@ class Preprocessor:
         self._gain = [float(g) for g in spec.scale / std]
         self._offset = [float(o) for o in -mean / std]
         self._canvas = np.full((spec.height, spec.width, 3), LETTERBOX_FILL, dtype=np.uint8)
-        self._converted = np.empty((spec.height, spec.width, spec.channels), dtype=np.uint8)
+        self._gray = np.empty((spec.height, spec.width, 1), dtype=np.uint8)
+        self._sources = {"RGB": (2, 1, 0), "BGR": (0, 1, 2), "GRAY": (0,)}[spec.color]
         self._last_size = (0, 0)
         self._plans: Dict[Tuple[int, int], Tuple[Geometry, Tuple[slice, slice], Tuple[slice, slice]]] = {}
 
@@ -54,15 +55,14 @@ class Preprocessor:
         target = self._canvas[target_window]
         cv2.resize(frame[source_window], (target.shape[1], target.shape[0]), dst=target,
                    interpolation=cv2.INTER_LINEAR)
-        if self.spec.color == "RGB":
-            cv2.cvtColor(self._canvas, cv2.COLOR_BGR2RGB, dst=self._converted)
-        elif self.spec.color == "GRAY":
-            cv2.cvtColor(self._canvas, cv2.COLOR_BGR2GRAY, dst=self._converted[:, :, 0])
-        else:
-            np.copyto(self._converted, self._canvas)
-        for channel in range(self.spec.channels):
+        pixels = self._canvas
+        if self.spec.color == "GRAY":
+            cv2.cvtColor(self._canvas, cv2.COLOR_BGR2GRAY, dst=self._gray)
+            pixels = self._gray
+        # RGB needs no conversion pass: normalization reads the BGR canvas's channels in reverse
+        for channel, source in enumerate(self._sources):
             plane = out[channel] if self.spec.layout == "NCHW" else out[:, :, channel]
-            np.multiply(self._converted[:, :, channel], self._gain[channel], out=plane, casting="unsafe")
+            np.multiply(pixels[:, :, source], self._gain[channel], out=plane, casting="unsafe")
             plane += self._offset[channel]
         return geometry
 
