@@ -138,7 +138,8 @@ class SourceRunner:
                     self._set_state("running", "")
                     delay = self.config.retry_initial_s
                     index = self._deliver(reader, index)
-                    self._set_state("finished", "end of input")
+                    if not self._stop.is_set():
+                        self._set_state("finished", "end of input")
                     return
                 except SourceError as exc:
                     self._failures.inc()
