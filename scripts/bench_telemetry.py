@@ -35,8 +35,9 @@ from edge_agent.pipeline import InferenceResult  # noqa: E402
 from edge_agent.postprocess import DefectRegion  # noqa: E402
 from edge_agent.preprocess import Geometry  # noqa: E402
 from edge_agent.sources import Frame  # noqa: E402
+from edge_agent.telemetry import open_telemetry, pipeline_facts  # noqa: E402
 from edge_agent.telemetry.metrics import Registry  # noqa: E402
-from edge_agent.telemetry.sink import Telemetry, attach_telemetry  # noqa: E402
+from edge_agent.telemetry.sink import Telemetry  # noqa: E402
 
 
 class Mosquitto:
@@ -115,8 +116,9 @@ def frame_rates(args: argparse.Namespace, broker: Mosquitto, state: Path) -> Dic
     config = _config(args, broker.port, state / "pipeline")
     registry = Registry()
     stop = threading.Event()
-    with running_pipeline(config, registry) as pipeline:
-        telemetry = attach_telemetry(config, registry, pipeline)
+    telemetry = open_telemetry(config, registry)
+    with running_pipeline(config, registry, [telemetry]) as pipeline:
+        telemetry.update_facts(pipeline_facts(config, pipeline))
         runner = threading.Thread(target=pipeline.run, args=(stop,), daemon=True)
         runner.start()
         time.sleep(3)  # warm-up

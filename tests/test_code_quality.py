@@ -29,3 +29,18 @@ def test_agent_never_imports_torch():
     offenders = [str(p.relative_to(REPO)) for p in (REPO / "edge_agent").rglob("*.py")
                  if "import torch" in p.read_text()]
     assert offenders == []
+
+
+def test_every_script_starts():
+    """Scripts are not imported by the tests otherwise: `--help` catches a broken import early."""
+    scripts = sorted((REPO / "scripts").glob("*.py"))
+    assert scripts
+    for script in scripts:
+        if script.name == "train_demo_model.py":
+            try:
+                import torch  # noqa: F401  (only the training script needs it: the 'train' extra)
+            except ImportError:
+                continue
+        proc = subprocess.run([sys.executable, str(script), "--help"], cwd=str(REPO), capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, "{} --help failed:\n{}".format(script.name, proc.stderr[-2000:])
