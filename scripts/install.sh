@@ -67,25 +67,9 @@ SERVICE_USER=edge-agent
 UNIT=/etc/systemd/system/edge-agent.service
 DROPIN_DIR=/etc/systemd/system/edge-agent.service.d
 CONFIG=/etc/edge-agent/config.yaml
-CHANGES=0
+. "$HERE/install-actions.sh"
 UNIT_CHANGED=0
-
-say() { printf '%s\n' "$*"; }
 section() { printf '\n== %s\n' "$*"; }
-
-# A change to the filesystem under the (staging) root: printed, counted, skipped in dry-run.
-change() {
-    CHANGES=$((CHANGES + 1))
-    if [ "$DRY_RUN" = 1 ]; then say "  would run: $*"; return 0; fi
-    say "  run: $*"
-    "$@"
-}
-
-# A change to the running system (accounts, ownership, systemd): never run into a staging root.
-system_change() {
-    if [ -n "$ROOT" ]; then say "  not run (staging root): $*"; return 0; fi
-    change "$@"
-}
 
 # install_file SOURCE DEST MODE: copy when absent or different
 install_file() {

@@ -33,16 +33,7 @@ if [ -z "$ROOT" ] && [ "$DRY_RUN" = 0 ] && [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-say() { printf '%s\n' "$*"; }
-change() {
-    if [ "$DRY_RUN" = 1 ]; then say "  would run: $*"; return 0; fi
-    say "  run: $*"
-    "$@"
-}
-system_change() {
-    if [ -n "$ROOT" ]; then say "  not run (staging root): $*"; return 0; fi
-    change "$@"
-}
+. "$(cd "$(dirname "$0")" && pwd)/install-actions.sh"
 remove() {
     if [ -e "$ROOT$1" ] || [ -L "$ROOT$1" ]; then change rm -rf "$ROOT$1"; else say "  ok: $1 already absent"; fi
 }
