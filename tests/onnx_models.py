@@ -59,11 +59,7 @@ def dark_spot_model(path: Path, input_name: str = "image", output_name: str = "l
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, in_shape)],
         [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, out_shape)],
         initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return Path(path)
+    return _save(graph, opset, path)
 
 
 def tiny_unet_model(path: Path, size=(32, 32), classes: int = 5, seed: int = 0, opset: int = 13) -> Path:
@@ -97,8 +93,12 @@ def tiny_unet_model(path: Path, size=(32, 32), classes: int = 5, seed: int = 0, 
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, height, width])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes, height, width])],
         initializer=inits)
+    return _save(graph, opset, path)
+
+
+def _save(graph, opset: int, path: Path) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
+    model.ir_version = 8  # readable by every ONNX Runtime the project supports
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return Path(path)
