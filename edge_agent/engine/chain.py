@@ -8,10 +8,11 @@ verdict is stored in the manifest, so a rejected INT8 model is not rebuilt at ev
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from edge_agent.backends.base import PreparedModel
 from edge_agent.config import AgentConfig, cache_dir
+from edge_agent.engine import Progress
 from edge_agent.engine import gate as gates
 from edge_agent.engine.cache import CacheEntry, EngineCache, file_sha256, fingerprint
 from edge_agent.engine.calibration import ImageSet, image_sets
@@ -22,7 +23,6 @@ from edge_agent.errors import EngineError
 
 log = logging.getLogger(__name__)
 FALLBACK = {"int8": ["int8", "fp16", "fp32"], "fp16": ["fp16", "fp32"], "fp32": ["fp32"]}
-Progress = Callable[[str, Optional[float]], None]
 
 
 def _log_progress(text: str, fraction: Optional[float]) -> None:
