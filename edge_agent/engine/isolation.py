@@ -13,12 +13,12 @@ import multiprocessing
 import queue
 import signal
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
+from edge_agent.engine import Progress
 from edge_agent.errors import EdgeAgentError, EngineError
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str, Optional[float]], None]
 
 _SIGNAL_HINTS = {
     signal.SIGKILL: "killed by SIGKILL: usually the kernel's out-of-memory killer (see `journalctl -k | grep -i "
