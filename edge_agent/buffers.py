@@ -203,7 +203,6 @@ class CudaPool(BufferPool):
                 "(it builds against the local CUDA: set CUDA_ROOT if nvcc is not on PATH)".format(exc)) from None
         self.cuda = cuda
         cuda.init()
-        self.device_ordinal = device
         self._device_handle = cuda.Device(device)
         self._context = self._device_handle.retain_primary_context()
         self._context.push()

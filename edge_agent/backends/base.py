@@ -68,7 +68,6 @@ class Backend(abc.ABC):
         self.overlaps = False
         self.budget: Optional[MemoryBudget] = None  # set by the agent: backends may refine their plan
         self.pool: Optional[BufferPool] = None  # the backend's buffer layer, sealed after warm-up
-        self._calls = 0
         self._pending: Optional[int] = None
         self._pending_output: Optional[np.ndarray] = None
 
@@ -97,7 +96,6 @@ class Backend(abc.ABC):
         if self._pending is not None:
             raise EdgeAgentError("backend {}: wait() for the submitted batch before submitting another".format(
                 self.name))
-        self._calls += 1
         self._pending = n
         self._pending_output = self._submit(n)
 
@@ -110,15 +108,19 @@ class Backend(abc.ABC):
 
     def memory_plan(self) -> MemoryPlan:
         """What open() will allocate, before it allocates: the model file and I/O buffers by default."""
-        spec = self.model_config.input
-        input_bytes = self.max_batch * spec.channels * spec.height * spec.width * 4
-        output_bytes = self.max_batch * len(self.model_config.output.classes) * spec.height * spec.width * 4
         terms: List[MemoryTerm] = [
             MemoryTerm("model file", self.model.path.stat().st_size if self.model.path.exists() else 0, "host",
                        key="model"),
-            MemoryTerm("I/O buffers", input_bytes + output_bytes, "host", scales_with_batch=True, key="io"),
+            MemoryTerm("I/O buffers", self.io_bytes_estimate(), "host", scales_with_batch=True, key="io"),
         ]
         return MemoryPlan(self.name, self.model.precision, terms, unified=True, max_batch=self.max_batch)
+
+    def io_bytes_estimate(self) -> int:
+        """One slot's float32 input and output at max batch, from the config, before the model is read
+        (the output is assumed to have the input's spatial size, one channel per class)."""
+        spec = self.model_config.input
+        channels = spec.channels + len(self.model_config.output.classes)
+        return self.max_batch * channels * spec.height * spec.width * 4
 
     def close(self) -> None:
         if self.input_buffer is not None:

@@ -93,11 +93,8 @@ class TensorRTBackend(Backend):
     def memory_plan(self) -> MemoryPlan:
         engine_bytes = Path(self.model.path).stat().st_size if Path(self.model.path).exists() else 0
         scratch = self._scratch_bytes or _manifest_scratch(Path(self.model.path))
-        spec = self.model_config.input
-        per_slot = self.max_batch * spec.height * spec.width * 4 * (
-            spec.channels + len(self.model_config.output.classes))
-        if self._tensors:
-            per_slot = sum(t.nbytes for t in self._tensors)
+        # exact once the engine is deserialized, estimated from the config before
+        per_slot = sum(t.nbytes for t in self._tensors) if self._tensors else self.io_bytes_estimate()
         unified = TEGRA_RELEASE.exists() or bool(getattr(self.pool, "integrated", False))
         zero_copy = bool(getattr(self.pool, "zero_copy", unified))
         io_name = "I/O buffers x {} slots".format(self.slots)
