@@ -41,6 +41,10 @@ class NotifyListener:
                 self.messages.append((time.monotonic(), fields))
                 self._cond.notify_all()
 
+    def pings_between(self, start: float, end: float) -> List[float]:
+        """Arrival times of WATCHDOG=1 between two monotonic instants."""
+        return [t for t, _ in self.having("WATCHDOG", "1") if start <= t <= end]
+
     def having(self, key: str, value: Optional[str] = None) -> List[Tuple[float, Dict[str, str]]]:
         with self._cond:
             return [(t, m) for t, m in self.messages if key in m and (value is None or m[key] == value)]

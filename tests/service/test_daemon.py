@@ -8,10 +8,6 @@ import yaml
 from service.service_helpers import config_data, write_yaml
 
 
-def _pings_between(notify, start, end):
-    return [t for t, _ in notify.having("WATCHDOG", "1") if start <= t <= end]
-
-
 def test_ready_watchdog_cadence_and_clean_sigterm(short_tmp, model_path, notify, start_daemon):
     config = write_yaml(short_tmp / "config.yaml", config_data(model_path))
     daemon = start_daemon(config, watchdog_usec=1_000_000)
@@ -21,7 +17,7 @@ def test_ready_watchdog_cadence_and_clean_sigterm(short_tmp, model_path, notify,
     # nothing before READY claimed to be running, and no watchdog ping preceded local setup
     time.sleep(3.0)
     now = time.monotonic()
-    pings = _pings_between(notify, now - 2.5, now)
+    pings = notify.pings_between(now - 2.5, now)
     # WATCHDOG_USEC=1 s: a ping every 0.5 s, so ~5 in 2.5 s
     assert 4 <= len(pings) <= 7, pings
     gaps = [b - a for a, b in zip(pings, pings[1:])]
@@ -45,7 +41,7 @@ def test_engine_build_extends_the_start_timeout_before_ready(short_tmp, model_pa
     assert all(int(m["EXTEND_TIMEOUT_USEC"]) >= 60_000_000 for _, m in extends)
     assert all(t < ready_at for t, _ in extends)
     # progress reports are progress: the watchdog is fed during the build too
-    assert _pings_between(notify, extends[0][0], ready_at)
+    assert notify.pings_between(extends[0][0], ready_at)
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(20) == 0, daemon.log
 
@@ -84,7 +80,7 @@ def test_sighup_with_an_invalid_config_keeps_the_old_one(short_tmp, model_path, 
     daemon.wait_for_log("YAML syntax error")
     time.sleep(1.5)
     now = time.monotonic()
-    assert len(_pings_between(notify, now - 1.2, now)) >= 2  # still alive and fed
+    assert len(notify.pings_between(now - 1.2, now)) >= 2  # still alive and fed
     assert not notify.having("RELOADING")
     assert daemon.process.poll() is None
     daemon.signal(signal.SIGTERM)
@@ -99,7 +95,7 @@ def test_stuck_frame_loop_stops_the_watchdog(short_tmp, model_path, notify, star
     stalled_at = time.monotonic()
     time.sleep(3.0)
     # at most one ping may race the stall (the loop's heartbeat is up to 0.5 s old); then silence
-    late = _pings_between(notify, stalled_at + 0.6, time.monotonic())
+    late = notify.pings_between(stalled_at + 0.6, time.monotonic())
     assert late == [], late
     assert any(s.startswith("frame loop stuck") for s in notify.statuses()), notify.statuses()
     daemon.signal(signal.SIGTERM)
@@ -116,7 +112,7 @@ def test_camera_down_is_not_a_stuck_loop(short_tmp, model_path, notify, start_da
     notify.wait_for("READY", "1", timeout=30)  # READY does not wait for the camera
     time.sleep(3.0)
     now = time.monotonic()
-    assert len(_pings_between(notify, now - 2.0, now)) >= 3  # keeps feeding: restarting would not help
+    assert len(notify.pings_between(now - 2.0, now)) >= 3  # keeps feeding: restarting would not help
     assert any("source cam0 retrying" in s for s in notify.statuses()), notify.statuses()
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(20) == 0, daemon.log

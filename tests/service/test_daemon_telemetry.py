@@ -31,10 +31,6 @@ def _outbox(short_tmp: Path):
                 db.execute("SELECT topic, payload FROM outbox ORDER BY id")]
 
 
-def _pings_between(notify, start, end):
-    return [t for t, _ in notify.having("WATCHDOG", "1") if start <= t <= end]
-
-
 def test_sigterm_publishes_stopped_and_flushes_the_outbox(short_tmp, model_path, notify, start_daemon, broker,
                                                          collector_factory):
     collector = collector_factory(broker.port)
@@ -69,7 +65,7 @@ def test_broker_down_keeps_the_watchdog_fed_and_sigterm_keeps_the_backlog(short_
     time.sleep(5.0)
     # A network outage is not a reason to restart: pings go on (every 0.5 s) and STATUS says why
     # telemetry is waiting.
-    pings = _pings_between(notify, down_at, time.monotonic())
+    pings = notify.pings_between(down_at, time.monotonic())
     assert len(pings) >= 8, pings
     assert max(b - a for a, b in zip(pings, pings[1:])) < 0.9, pings
     outage = [s for s in notify.statuses() if "broker unreachable" in s]
@@ -97,7 +93,7 @@ def test_dead_telemetry_thread_stops_the_watchdog(short_tmp, model_path, notify,
     daemon.wait_for_log("harness: killing the telemetry thread")
     died_at = time.monotonic()
     time.sleep(3.0)
-    late = _pings_between(notify, died_at + 0.6, time.monotonic())
+    late = notify.pings_between(died_at + 0.6, time.monotonic())
     assert late == [], late
     assert any("telemetry stuck" in s for s in notify.statuses()), notify.statuses()[-5:]
     assert "telemetry thread failed" in daemon.log
