@@ -8,7 +8,6 @@ Frame loop  --on_result-->  deque (bounded, O(1))  -->  telemetry thread  -->  S
 """
 
 import collections
-import hashlib
 import json
 import logging
 import platform
@@ -20,6 +19,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from edge_agent import __version__
 from edge_agent.config import AgentConfig, state_dir
+from edge_agent.engine.cache import file_sha256
 from edge_agent.pipeline import InferenceResult, ResultSink
 from edge_agent.telemetry.crops import copy_crop, encode_crop
 from edge_agent.telemetry.link import BrokerLink
@@ -409,7 +409,7 @@ class Telemetry(ResultSink):
     def _provenance(self) -> Dict[str, Any]:
         describe = self.describe
         model_path = self.config.model.path
-        sha = describe.get("model_sha256") or _sha256(model_path)
+        sha = describe.get("model_sha256") or file_sha256(model_path)
         provenance = {
             "device": self.config.device.id,
             "model": str(describe.get("model_path", model_path.name)).rsplit("/", 1)[-1],
@@ -429,14 +429,6 @@ class Telemetry(ResultSink):
             if isinstance(self.describe.get(key), (int, float)):
                 facts[name] = round(self.describe[key] / 2**20, 2)
         return facts
-
-
-def _sha256(path: Any) -> str:
-    digest = hashlib.sha256()
-    with open(str(path), "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _jsonable(value: Any) -> Any:
