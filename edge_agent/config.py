@@ -311,8 +311,12 @@ def _nearest_line(loc: Tuple[Any, ...], lines: Dict[Tuple[Any, ...], int]) -> Op
     return None
 
 
+def _is_secret(key: str) -> bool:
+    return any(word in key for word in ("password", "secret", "token"))
+
+
 def _show_value(key: str, value: Any) -> str:
-    if any(word in key for word in ("password", "secret", "token")):
+    if _is_secret(key):
         return "'***'"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -425,6 +429,6 @@ def _mask(value: Any, key: str = "") -> Any:
         return {k: _mask(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask(v, key) for v in value]
-    if value is not None and any(word in key for word in ("password", "secret", "token")):
+    if value is not None and _is_secret(key):
         return "***"
     return value
