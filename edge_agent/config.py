@@ -17,10 +17,10 @@ from typing_extensions import Annotated, get_args, get_origin
 from edge_agent.backends.onnxruntime import OnnxRuntimeConfig
 from edge_agent.engine.config import EngineConfig, TensorRTConfig
 from edge_agent.errors import ConfigError
+from edge_agent.ids import NAME_PATTERN
 from edge_agent.sources.config import SourceConfig, SyntheticSourceConfig
 from edge_agent.telemetry.config import MqttConfig
 
-NAME_PATTERN = r"^[a-z0-9_-]+$"
 DEMO_MODEL = Path(__file__).resolve().parent / "models" / "defect_unet.onnx"
 
 

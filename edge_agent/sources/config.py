@@ -6,7 +6,7 @@ from typing import Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import Annotated
 
-NAME_PATTERN = r"^[a-z0-9_-]+$"
+from edge_agent.ids import NAME_PATTERN
 
 
 class _SourceBase(BaseModel):

@@ -5,7 +5,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-NAME_PATTERN = r"^[a-z0-9_-]+$"
+from edge_agent.ids import NAME_PATTERN
 
 
 class _Strict(BaseModel):

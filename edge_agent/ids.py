@@ -1,0 +1,3 @@
+"""Ids that end up in MQTT topic levels and event fields: lower-case letters, digits, '_' and '-'."""
+
+NAME_PATTERN = r"^[a-z0-9_-]+$"
