@@ -156,7 +156,7 @@ def _setup_logging(level: str) -> None:
 
 
 def _load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> Any:
-    from edge_agent.config import load_config
+    from edge_agent.config_loader import load_config
 
     return load_config(path, overrides)
 

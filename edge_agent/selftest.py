@@ -19,7 +19,8 @@ import psutil
 from edge_agent import __version__
 from edge_agent.agent import open_backend
 from edge_agent.backends import available_backends
-from edge_agent.config import AgentConfig, load_config
+from edge_agent.config import AgentConfig
+from edge_agent.config_loader import load_config
 from edge_agent.errors import EdgeAgentError
 from edge_agent.preprocess import Preprocessor
 from edge_agent.synthetic import SyntheticGenerator

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from edge_agent.agent import running_pipeline
-from edge_agent.config import AgentConfig, load_config
+from edge_agent.config import AgentConfig
+from edge_agent.config_loader import load_config
 from edge_agent.errors import EdgeAgentError
 from edge_agent.pipeline import Pipeline
 from edge_agent.sdnotify import Notifier

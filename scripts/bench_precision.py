@@ -15,7 +15,7 @@ import sys
 import time
 
 from edge_agent.agent import open_backend
-from edge_agent.config import load_config
+from edge_agent.config_loader import load_config
 from edge_agent.engine import prepare
 from edge_agent.preprocess import Preprocessor
 from edge_agent.synthetic import SyntheticGenerator

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from edge_agent.agent import running_pipeline  # noqa: E402
-from edge_agent.config import load_config  # noqa: E402
+from edge_agent.config_loader import load_config  # noqa: E402
 from edge_agent.pipeline import InferenceResult  # noqa: E402
 from edge_agent.postprocess import DefectRegion  # noqa: E402
 from edge_agent.preprocess import Geometry  # noqa: E402

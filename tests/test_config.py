@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-from edge_agent.config import AgentConfig, dump_config, load_config
+from edge_agent.config import AgentConfig
+from edge_agent.config_loader import dump_config, load_config
 from edge_agent.errors import ConfigError
 
 from conftest import REPO

@@ -38,7 +38,7 @@ def run_checks(config_path: Optional[str], as_json: bool = False) -> int:
 
 def collect(config_path: Optional[str]) -> List[CheckResult]:
     from edge_agent.check import host, io, platform
-    from edge_agent.config import load_config
+    from edge_agent.config_loader import load_config
 
     results = [CheckResult("edge-agent", INFO, __version__)]
     config = None

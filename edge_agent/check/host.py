@@ -19,7 +19,7 @@ TIME_ERROR = 5  # adjtimex(2): the kernel clock is not synchronised
 
 
 def checks(config: Optional[Any]) -> List[CheckResult]:
-    from edge_agent.config import cache_dir, state_dir
+    from edge_agent.paths import cache_dir, state_dir
 
     results = [_clock()]
     if config is None:

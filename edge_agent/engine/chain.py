@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from edge_agent.backends.base import PreparedModel
-from edge_agent.config import AgentConfig, cache_dir
+from edge_agent.config import AgentConfig
 from edge_agent.engine import Progress
 from edge_agent.engine import gate as gates
 from edge_agent.engine.cache import CacheEntry, EngineCache, file_sha256, fingerprint
@@ -20,6 +20,7 @@ from edge_agent.engine.isolation import run_isolated
 from edge_agent.engine.onnx_variants import check_model
 from edge_agent.engine.report import BuildReport
 from edge_agent.errors import EngineError
+from edge_agent.paths import cache_dir
 
 log = logging.getLogger(__name__)
 FALLBACK = {"int8": ["int8", "fp16", "fp32"], "fp16": ["fp16", "fp32"], "fp32": ["fp32"]}

@@ -18,8 +18,9 @@ import uuid
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from edge_agent import __version__
-from edge_agent.config import AgentConfig, state_dir
+from edge_agent.config import AgentConfig
 from edge_agent.engine.cache import file_sha256
+from edge_agent.paths import state_dir
 from edge_agent.pipeline import InferenceResult, ResultSink
 from edge_agent.telemetry.crops import copy_crop, encode_crop
 from edge_agent.telemetry.link import BrokerLink

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edge_agent.agent import open_backend
-from edge_agent.config import load_config
+from edge_agent.config_loader import load_config
 from edge_agent.errors import ModelError
 from edge_agent.postprocess import Postprocessor
 from edge_agent.preprocess import Preprocessor

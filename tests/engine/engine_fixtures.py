@@ -2,7 +2,7 @@
 
 import pytest
 
-from edge_agent.config import load_config
+from edge_agent.config_loader import load_config
 from edge_agent.engine.calibration import write_demo_sets
 
 from onnx_models import tiny_unet_model

@@ -7,7 +7,7 @@ import numpy as np
 from runtime_images import write_images
 
 from edge_agent import selftest
-from edge_agent.config import load_config
+from edge_agent.config_loader import load_config
 from edge_agent.synthetic import SyntheticGenerator
 
 

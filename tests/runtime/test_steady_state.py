@@ -10,7 +10,7 @@ import cv2
 from runtime_images import write_images
 
 from edge_agent.agent import running_pipeline
-from edge_agent.config import load_config
+from edge_agent.config_loader import load_config
 from edge_agent.pipeline import ResultSink
 from edge_agent.telemetry.metrics import Registry
 

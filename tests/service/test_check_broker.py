@@ -10,7 +10,7 @@ import pytest
 from telemetry.telemetry_helpers import Broker, make_test_ca, password_file
 
 from edge_agent.check.io import broker_checks
-from edge_agent.config import load_config
+from edge_agent.config_loader import load_config
 from service.service_helpers import ROOT, config_data, write_yaml
 
 

@@ -153,7 +153,7 @@ class InProcessAgent:
     """Pipeline + telemetry in this process, the frame loop in a thread (faster than a subprocess)."""
 
     def __init__(self, data):
-        from edge_agent.config import load_config
+        from edge_agent.config_loader import load_config
         from edge_agent.telemetry.metrics import Registry
 
         self.config = load_config(None, data)
