@@ -9,8 +9,8 @@ from edge_agent.backends.base import Backend
 from edge_agent.budget import MemoryBudget
 from edge_agent.config import AgentConfig
 from edge_agent.engine import Progress, prepare_model
+from edge_agent.metrics import Registry
 from edge_agent.pipeline import Pipeline, ResultSink
-from edge_agent.telemetry.metrics import Registry
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ import cv2
 from edge_agent.agent import running_pipeline
 from edge_agent.config import AgentConfig
 from edge_agent.errors import EdgeAgentError
+from edge_agent.metrics import Registry
 from edge_agent.preprocess import Preprocessor
 from edge_agent.sources.config import VideoSourceConfig
 from edge_agent.synthetic import SyntheticGenerator
-from edge_agent.telemetry.metrics import Registry
 
 WARMUP = 20
 

@@ -163,9 +163,9 @@ def _load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> An
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge_agent.agent import running_pipeline
+    from edge_agent.metrics import Registry
     from edge_agent.status import StatusLine, summary
     from edge_agent.telemetry import open_telemetry, pipeline_facts
-    from edge_agent.telemetry.metrics import Registry
 
     config = _load(args.config, _mqtt_override(args.mqtt))
     registry = Registry()

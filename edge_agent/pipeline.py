@@ -14,10 +14,10 @@ import numpy as np
 
 from edge_agent.backends.base import Backend
 from edge_agent.config import AgentConfig
+from edge_agent.metrics import Registry
 from edge_agent.postprocess import DefectRegion, Postprocessor
 from edge_agent.preprocess import Geometry, Preprocessor
 from edge_agent.sources import Frame, FrameBoard, SourceRunner
-from edge_agent.telemetry.metrics import Registry
 
 log = logging.getLogger(__name__)
 

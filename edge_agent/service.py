@@ -27,11 +27,11 @@ from edge_agent.agent import running_pipeline
 from edge_agent.config import AgentConfig
 from edge_agent.config_loader import load_config
 from edge_agent.errors import EdgeAgentError
+from edge_agent.metrics import Registry
 from edge_agent.pipeline import Pipeline
 from edge_agent.sdnotify import Notifier
 from edge_agent.service_watchdog import Watchdog
 from edge_agent.telemetry import open_telemetry, pipeline_facts
-from edge_agent.telemetry.metrics import Registry
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import IO, Any, Dict, Optional
 
 import psutil
 
+from edge_agent.metrics import Registry
 from edge_agent.pipeline import mask_iou
-from edge_agent.telemetry.metrics import Registry
 
 log = logging.getLogger(__name__)
 

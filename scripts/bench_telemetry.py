@@ -31,12 +31,12 @@ import numpy as np  # noqa: E402
 
 from edge_agent.agent import running_pipeline  # noqa: E402
 from edge_agent.config_loader import load_config  # noqa: E402
+from edge_agent.metrics import Registry  # noqa: E402
 from edge_agent.pipeline import InferenceResult  # noqa: E402
 from edge_agent.postprocess import DefectRegion  # noqa: E402
 from edge_agent.preprocess import Geometry  # noqa: E402
 from edge_agent.sources import Frame  # noqa: E402
 from edge_agent.telemetry import open_telemetry, pipeline_facts  # noqa: E402
-from edge_agent.telemetry.metrics import Registry  # noqa: E402
 from edge_agent.telemetry.sink import Telemetry  # noqa: E402
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from edge_agent.agent import running_pipeline
 from edge_agent.config_loader import load_config
+from edge_agent.metrics import Registry
 from edge_agent.pipeline import ResultSink
-from edge_agent.telemetry.metrics import Registry
 
 from conftest import dark_square_image
 from onnx_models import dark_spot_model

@@ -14,8 +14,8 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import numpy as np
 
+from edge_agent.metrics import Registry
 from edge_agent.sources.readers import EndOfStream, Reader, SourceError, open_reader
-from edge_agent.telemetry.metrics import Registry
 
 log = logging.getLogger(__name__)
 

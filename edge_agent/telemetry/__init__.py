@@ -1,4 +1,4 @@
-"""Telemetry: metrics registry, system probe, SQLite outbox and the MQTT publisher.
+"""Telemetry: system probe, SQLite outbox and the MQTT publisher.
 
 `Telemetry` is imported lazily (PEP 562) because `edge_agent.config` imports this package's
 config models, and the sink itself needs `edge_agent.config` and `edge_agent.pipeline`.

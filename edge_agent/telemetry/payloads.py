@@ -10,7 +10,7 @@ import re
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-from edge_agent.telemetry.metrics import Labels, Registry
+from edge_agent.metrics import Labels, Registry
 
 SCHEMA_VERSION = 1
 HISTOGRAM_STATS = ("p50", "p95", "p99", "max")

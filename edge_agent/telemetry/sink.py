@@ -20,11 +20,11 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 from edge_agent import __version__
 from edge_agent.config import AgentConfig
 from edge_agent.engine.cache import file_sha256
+from edge_agent.metrics import Registry
 from edge_agent.paths import state_dir
 from edge_agent.pipeline import InferenceResult, ResultSink
 from edge_agent.telemetry.crops import copy_crop, encode_crop
 from edge_agent.telemetry.link import BrokerLink
-from edge_agent.telemetry.metrics import Registry
 from edge_agent.telemetry.outbox import KIND_EVENT, KIND_METRICS, KIND_REPLY, NewMessage, Outbox
 from edge_agent.telemetry.payloads import (
     CatalogueEntry,

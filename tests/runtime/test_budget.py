@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from edge_agent.budget import MB, BudgetExceeded, MemoryBudget, MemoryPlan, MemoryTerm
-from edge_agent.telemetry.metrics import Registry
+from edge_agent.metrics import Registry
 
 TERMS = [MemoryTerm("engine (weights)", 700 * MB, "device", key="engine"),
          MemoryTerm("context scratch", 300 * MB, "device", scales_with_batch=True, key="scratch"),

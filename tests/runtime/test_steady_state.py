@@ -11,8 +11,8 @@ from runtime_images import write_images
 
 from edge_agent.agent import running_pipeline
 from edge_agent.config_loader import load_config
+from edge_agent.metrics import Registry
 from edge_agent.pipeline import ResultSink
-from edge_agent.telemetry.metrics import Registry
 
 WARMUP_FRAMES = 300
 MEASURED_FRAMES = 3000

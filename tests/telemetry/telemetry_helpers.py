@@ -154,7 +154,7 @@ class InProcessAgent:
 
     def __init__(self, data):
         from edge_agent.config_loader import load_config
-        from edge_agent.telemetry.metrics import Registry
+        from edge_agent.metrics import Registry
 
         self.config = load_config(None, data)
         self.registry = Registry()

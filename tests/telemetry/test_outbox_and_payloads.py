@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from edge_agent.errors import EdgeAgentError
+from edge_agent.metrics import Registry
 from edge_agent.telemetry.config import CropConfig
 from edge_agent.telemetry.crops import copy_crop, encode_crop
-from edge_agent.telemetry.metrics import Registry
 from edge_agent.telemetry.outbox import KIND_EVENT, KIND_METRICS, NewMessage, Outbox
 from edge_agent.telemetry.payloads import MetricsWindow, with_replay
 from edge_agent.telemetry.probe import TegraSysfsProvider, jtop_values
