@@ -5,7 +5,6 @@ anything else is a bug and keeps its traceback and a non-zero exit, so systemd s
 """
 
 import argparse
-import json
 import logging
 import sys
 import threading
@@ -14,6 +13,7 @@ from typing import Any, Dict, List, Optional
 
 from edge_agent import __version__
 from edge_agent.errors import EdgeAgentError
+from edge_agent.json_stdout import print_document, reserved_stdout
 
 log = logging.getLogger("edge_agent")
 
@@ -112,13 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     selftest = commands.add_parser(
         "selftest", help="acceptance test after installing: accuracy, speed and memory per precision",
         description="Build FP16 and INT8 engines for the model on this board (through the engine cache), run "
-                    "golden synthetic frames and compare their defect masks with ONNX Runtime FP32, then measure "
+                    "the configured images (folder sources, else the gate's validation images, else synthetic parts) "
+                    "and compare their defect masks with ONNX Runtime FP32, then measure "
                     "throughput, latency, memory and allocations after warm-up per precision. Prints a pass/fail "
                     "table (or --json) and says which checks could not run here (no TensorRT or GPU: the ONNX "
                     "Runtime parts still run). Exits 1 when a check fails.")
     selftest.add_argument("--config", metavar="FILE", help="YAML config (default: the demo model)")
     selftest.add_argument("--frames", type=_positive_int, default=16, metavar="N",
-                          help="golden synthetic frames compared with FP32 (16)")
+                          help="images compared with FP32 (16)")
     selftest.add_argument("--iterations", type=_positive_int, default=50, metavar="N",
                           help="timed inference calls per precision, at pipeline.max_batch (50)")
     selftest.add_argument("--iou-floor", type=float, default=0.95, metavar="X",
@@ -138,6 +139,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level or "info")
     try:
+        if getattr(args, "json", False):
+            with reserved_stdout():  # library chatter goes to stderr, the one document to stdout
+                return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except EdgeAgentError as exc:
         log.error("%s", exc)
@@ -190,7 +194,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if telemetry is not None:
             telemetry.close()
     if args.json:
-        print(json.dumps(result))
+        print_document(result)
     else:
         iou = "n/a" if result["mask_iou"] is None else "{:.3f}".format(result["mask_iou"])
         print("{frames} frames in {seconds:.1f} s: {fps:.1f} fps, latency p50 {latency_ms_p50:.1f} ms "
@@ -232,7 +236,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     result = run_bench(_load(args.config), args.frames, args.rounds)
     if args.json:
-        print(json.dumps(result))
+        print_document(result)
     else:
         print("backend only : {backend_fps:8.1f} fps (batch {batch}, {backend} {precision}; median of {rounds})\n"
               "end to end   : {pipeline_fps:8.1f} fps ({source}; median of {rounds})\n"
@@ -247,7 +251,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     config = _load(args.config)
     with ProgressPrinter(sys.stderr) as progress:
         report = prepare(config, progress, force=args.force, precision=args.precision)
-    print(json.dumps(report.as_dict()) if args.json else report.text())
+    if args.json:
+        print_document(report.as_dict())
+    else:
+        print(report.text())
     return 0
 
 
@@ -259,7 +266,10 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     report = run_selftest(args.config, args.frames, args.iterations, args.iou_floor, args.require_gpu)
     if args.report:
         write_report(report, Path(args.report))
-    print(json.dumps(report) if args.json else format_table(report))
+    if args.json:
+        print_document(report)
+    else:
+        print(format_table(report))
     return 0 if report["ok"] else 1
 
 
