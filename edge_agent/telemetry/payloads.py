@@ -19,8 +19,8 @@ DESCRIPTIONS = {
     "frames_captured": "frames grabbed from the source",
     "frames_decoded": "frames decoded (only those the batcher asked for)",
     "frames_processed": "frames that went through the model",
-    "frames_dropped": "frames not processed, by reason (shed: dropped undecoded because the pipeline was busy; "
-                      "undecodable: corrupt; overwritten: a newer decoded frame replaced it; stopped: left at shutdown)",
+    "frames_dropped": "frames not processed, by reason (shed: dropped undecoded, the pipeline was busy; undecodable: "
+                      "corrupt; overwritten: a newer decoded frame replaced it; stopped: left at shutdown)",
     "batches": "inference calls by batch size",
     "source_failures": "times a source failed and was reopened",
     "defects": "defect regions reported",
