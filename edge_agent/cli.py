@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "engine.gate.iou_floor), else it falls back INT8 -> FP16 -> FP32. `edge-agent run` goes "
                     "through the same path, so a build beforehand makes the first start take seconds.")
     build.add_argument("--config", metavar="FILE", help="YAML config (default: the demo model)")
+    build.add_argument("--model", metavar="X.onnx",
+                       help="build this ONNX model; without --config its input size, layout and classes are read "
+                            "from the model and the rest assumed (the assumptions are printed)")
     build.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="override backend.precision")
     build.add_argument("--force", action="store_true", help="rebuild even when the cache holds a valid entry")
     build.add_argument("--json", action="store_true",
@@ -129,6 +132,31 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.add_argument("--report", metavar="FILE", help="also write the JSON report to FILE")
     selftest.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     selftest.set_defaults(func=cmd_selftest)
+
+    report = commands.add_parser(
+        "report", help="FP32 vs FP16 vs INT8 on this machine: speed, memory, accuracy, as HTML/JSON/Markdown",
+        description="Measure the FP32 reference (ONNX Runtime, standing for the original framework) and every "
+                    "precision of every backend available here (ONNX Runtime FP16/INT8; TensorRT FP16/INT8 where "
+                    "TensorRT exists) on your images: build time, latency p50/p95/p99 and throughput per batch "
+                    "size, memory, CPU/GPU utilisation, mask IoU and defect-count agreement with FP32 and the "
+                    "accuracy gate's verdict. Writes report.html (one self-contained page with charts), "
+                    "report.json and report.md. Quick start: edge-agent report --model X.onnx --images DIR")
+    report.add_argument("--config", metavar="FILE", help="YAML config (default: the demo model, or --model)")
+    report.add_argument("--model", metavar="X.onnx", help="the model to report on; without --config its input and "
+                                                          "output are read from the file and the rest assumed "
+                                                          "(stated at the top of the report)")
+    report.add_argument("--images", metavar="DIR", help="your images (PNG/JPEG/BMP/TIFF): accuracy and timing run "
+                                                        "on them (default: the demo's synthetic parts)")
+    report.add_argument("--calibration", metavar="DIR", help="INT8 calibration images (default: "
+                                                             "engine.calibration.folder, else --images)")
+    report.add_argument("--out", metavar="DIR", default="edge-agent-report",
+                        help="where report.html, report.json and report.md go (./edge-agent-report)")
+    report.add_argument("--batches", type=_batches, default=[1, 2, 4, 8], metavar="1,2,4,8",
+                        help="batch sizes to time (1,2,4,8)")
+    report.add_argument("--seconds", type=_positive_float, default=3.0, metavar="S",
+                        help="timed seconds per variant and batch size, in 3 interleaved rounds (3)")
+    report.add_argument("--json", action="store_true", help="print report.json on stdout instead of the table")
+    report.set_defaults(func=cmd_report)
 
     version = commands.add_parser("version", help="print the version", description="Print edge-agent's version.")
     version.set_defaults(func=lambda args: print("edge-agent " + __version__) or 0)
@@ -245,17 +273,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from edge_agent.engine import prepare
     from edge_agent.engine.progress import ProgressPrinter
+    from edge_agent.quickstart import config_for_model
 
-    config = _load(args.config)
+    assumptions: List[str] = []
+    if args.model:
+        config, assumptions = config_for_model(Path(args.model), args.config)
+        for line in assumptions:
+            log.info("assumed: %s", line)
+    else:
+        config = _load(args.config)
     with ProgressPrinter(sys.stderr) as progress:
         report = prepare(config, progress, force=args.force, precision=args.precision)
     if args.json:
-        print_document(report.as_dict())
+        print_document(dict(report.as_dict(), assumptions=assumptions))
     else:
-        print(report.text())
+        print("\n".join(["assumed: " + line for line in assumptions] + [report.text()]))
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from edge_agent.report.command import run_report_command
+
+    return run_report_command(args)
+
+
+def _batches(text: str) -> List[int]:
+    from edge_agent.report.command import parse_batches
+
+    return parse_batches(text)
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
