@@ -47,7 +47,7 @@ class Rollout:
         self.settings = base_config.rollout
         self.store = RolloutStore(base_config)
         self.recent = RecentFrames()
-        self._queue: queue.Queue[Tuple[str, Any]] = queue.Queue(maxsize=16)
+        self._queue: Any = queue.Queue(maxsize=16)  # of (kind, item) tuples
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rollout", daemon=True)
         self._desired_mtime = 0.0
