@@ -10,6 +10,7 @@ written from the same calibration and timed against each other on this machine; 
 is served and the choice, with both timings, goes into the cache manifest.
 """
 
+import inspect
 import logging
 import os
 import statistics
@@ -31,7 +32,7 @@ CALLS_PER_ROUND = 10
 def write_int8_for_cpu(source: Path, target: Path, input_name: str, batches: Callable[[], Iterator[np.ndarray]],
                        total: int, method: str, threads: int, report: Callable[[str, float], None]) -> Dict[str, Any]:
     """Write the faster of the Q/DQ and QOperator U8S8 models to `target`; return what was chosen and why.
-    `batches()` starts a fresh pass over the `total` calibration samples (one pass per format)."""
+    `batches()` starts a fresh pass over the `total` calibration samples."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -47,21 +48,30 @@ def write_int8_for_cpu(source: Path, target: Path, input_name: str, batches: Cal
         except Exception as exc:  # ORT raises ValueError/RuntimeError/onnx errors for a model it cannot clean
             raise quantization_error(source, exc) from None
         candidates: Dict[str, Path] = {}
+        # ORT >= 1.2x can keep the calibrated ranges in a file: the second format then reuses them
+        # instead of running the calibration images again (older ORT: calibrate twice)
+        ranges = {"calibration_cache_path": str(work / "ranges.json")} if "calibration_cache_path" in \
+            inspect.signature(quantize_static).parameters else {}
         used = 0
         for index, fmt in enumerate(FORMATS):
-            def on_batch(count: int, index: int = index, fmt: str = fmt) -> None:
-                report("INT8 calibration ({}, {} U8S8): image {}/{}".format(method, fmt, count, total),
-                       0.85 * (index + min(1.0, count / max(1, total))) / len(FORMATS))
+            share = 0.8 if ranges else 0.85 / len(FORMATS)
+            start = 0.0 if index == 0 else (0.8 if ranges else share)
 
-            reader = CountingReader(input_name, batches(), on_batch)
+            def on_batch(count: int, fmt: str = fmt, start: float = start, share: float = share) -> None:
+                report("INT8 calibration ({}, {} U8S8): image {}/{}".format(method, fmt, count, total),
+                       start + share * min(1.0, count / max(1, total)))
+
+            reader = CountingReader(input_name, batches(), on_batch) if index == 0 or not ranges else None
+            if reader is None:
+                report("INT8: writing the {} U8S8 model from the same ranges".format(fmt), 0.85)
             candidates[fmt] = work / "{}.onnx".format(fmt)
             try:
                 quantize_static(str(cleaned), str(candidates[fmt]), reader, quant_format=getattr(QuantFormat, fmt),
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                                calibrate_method=CALIBRATION_METHODS[method])
+                                calibrate_method=CALIBRATION_METHODS[method], **ranges)
             except Exception as exc:  # as above: the message names the model and the failing step
                 raise quantization_error(source, exc) from None
-            used = reader.count
+            used = max(used, reader.count if reader is not None else 0)
         if used == 0:
             raise EngineError("INT8 quantization of {} saw no calibration image.".format(source))
         report("INT8: timing Q/DQ against QOperator on this CPU", 0.9)
