@@ -97,7 +97,14 @@ class Pipeline:
         Two batches alternate: while the backend runs one (`submit`), the loop takes and
         preprocesses the next into the backend's next input slot; a backend that `overlaps` gets
         that next batch submitted before the finished one is postprocessed. Frames in flight are
-        always finished, so a stop never loses a frame that was taken from a source."""
+        always finished, so a stop never loses a frame that was taken from a source.
+
+        The backend's device is bound to the calling thread for the whole loop (a CUDA context is
+        per thread: the daemon opens the backend on its main thread and loops on another)."""
+        with self.backend.bind_thread():
+            return self._loop(stop, max_frames, duration_s)
+
+    def _loop(self, stop: threading.Event, max_frames: Optional[int], duration_s: Optional[float]) -> int:
         end = time.monotonic() + duration_s if duration_s is not None else None
         staged = self._batches[0]
         in_flight: Optional[_Batch] = None
