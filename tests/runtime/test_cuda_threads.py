@@ -27,7 +27,7 @@ from edge_agent.service import Daemon
 MODEL_CONFIG = ModelConfig(input=InputConfig(width=8, height=8), output=OutputConfig(classes=["background", "defect"]))
 
 
-@pytest.fixture(params=["10", "8"])
+@pytest.fixture(params=["8.5.2", "10.3.0"])
 def fake_trt(request, monkeypatch):
     module = make_fake_tensorrt(request.param)
     monkeypatch.setitem(sys.modules, "tensorrt", module)
