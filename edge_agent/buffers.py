@@ -23,7 +23,7 @@ from typing import Any, Callable, ContextManager, Dict, List, NamedTuple, Option
 
 import numpy as np
 
-from edge_agent.errors import BackendUnavailable, EdgeAgentError
+from edge_agent.errors import EdgeAgentError
 
 log = logging.getLogger(__name__)
 

@@ -243,6 +243,10 @@ class TensorRTBackend(Backend):
                 if not tensor.is_input:
                     pool.to_host(views[tensor.name], slot.address[tensor.name])
         self._events[slot.index].record()
+        if len(ring.slots) == 1:
+            # One slot: the next input_buffer is this batch's own input, which the frame loop fills
+            # as soon as submit returns; the GPU must be done with it (copy, or mapped read) first.
+            self._events[slot.index].synchronize()
         self._inflight = slot.index
         self.input_buffer = ring.advance().host[input_name]
 

@@ -4,9 +4,10 @@
 supported version (PyPI wheels, stub NVIDIA libraries) and checks each entry: it exists with a
 matching signature in every version, or it is marked `probed` and the code asks `hasattr` before
 using it. TensorRT 8.5.2 (JetPack 5) has no bindings wheel: its surface is 8.6.1 minus what 8.6
-added, each removal citing NVIDIA's release notes (tests/engine/trt_surface_852.py). An AST test checks that every `trt.X` written in `edge_agent/` is declared here, and the
-builder's test fakes are generated from this list and the recorded real surface, so no fake
-offers what TensorRT lacks. Add a name here before using it (the runtime backend too).
+added, each removal citing NVIDIA's release notes (tests/engine/trt_surface_852.py). An AST test
+checks that every `trt.X` written in `edge_agent/` is declared here, and the builder's test fakes
+are generated from this list and the recorded real surface, so no fake offers what TensorRT lacks.
+Add a name here before using it (the runtime backend too).
 """
 
 from typing import NamedTuple, Tuple

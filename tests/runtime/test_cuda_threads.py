@@ -43,7 +43,7 @@ def gpu(request, monkeypatch):
     return driver
 
 
-def test_the_fake_driver_refuses_a_thread_without_a_context(fake_pycuda):
+def test_the_fake_driver_refuses_a_thread_without_a_context(fake_pycuda):  # noqa: F811
     fake_pycuda.init()
     context = fake_pycuda.Device(0).retain_primary_context()
     context.push()
@@ -67,7 +67,7 @@ def test_the_fake_driver_refuses_a_thread_without_a_context(fake_pycuda):
         fake_pycuda.Context.pop()
 
 
-def test_a_thread_that_ends_with_a_pushed_context_is_reported(fake_pycuda):
+def test_a_thread_that_ends_with_a_pushed_context_is_reported(fake_pycuda):  # noqa: F811
     fake_pycuda.init()
     context = fake_pycuda.Device(0).retain_primary_context()
     worker = threading.Thread(target=context.push, name="forgot-to-pop")
