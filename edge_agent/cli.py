@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--batches", type=_batches, default=[1, 2, 4, 8], metavar="1,2,4,8",
                         help="batch sizes to time (1,2,4,8)")
     report.add_argument("--seconds", type=_positive_float, default=3.0, metavar="S",
-                        help="timed seconds per variant and batch size, in 3 interleaved rounds (3)")
+                        help="timed seconds per variant and batch size, in 10 interleaved rounds (3)")
     report.add_argument("--json", action="store_true", help="print report.json on stdout instead of the table")
     report.set_defaults(func=cmd_report)
 

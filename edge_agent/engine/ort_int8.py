@@ -25,8 +25,7 @@ from edge_agent.errors import EngineError
 
 log = logging.getLogger(__name__)
 FORMATS = ("QDQ", "QOperator")
-TIMING_ROUNDS = 5
-CALLS_PER_ROUND = 10
+TIMED_CALLS = 30
 
 
 def write_int8_for_cpu(source: Path, target: Path, input_name: str, batches: Callable[[], Iterator[np.ndarray]],
@@ -84,13 +83,12 @@ def write_int8_for_cpu(source: Path, target: Path, input_name: str, batches: Cal
              ", ".join("{} {:.2f} ms".format(f, t) for f, t in timings.items()))
     return {"int8_recipe": "onnxruntime-u8s8", "quant_format": chosen, "calibration_images": used,
             "format_latency_ms": {fmt: round(t, 3) for fmt, t in timings.items()},
-            "format_timing": "median of {} interleaved rounds of {} batch-1 calls, {} thread(s)".format(
-                TIMING_ROUNDS, CALLS_PER_ROUND, threads)}
+            "format_timing": "median of {} alternating batch-1 calls each, {} thread(s)".format(TIMED_CALLS, threads)}
 
 
 def time_formats(models: Dict[str, Path], input_name: str, sample: np.ndarray, threads: int) -> Dict[str, float]:
-    """Median batch-1 latency (ms) of each model, measured in interleaved rounds so that both see the
-    same machine load; sessions are set up as the ONNX Runtime backend sets them up."""
+    """Median batch-1 latency (ms) of each model; sessions are set up as the ONNX Runtime backend sets
+    them up."""
     import onnxruntime as ort
 
     sessions = {}
@@ -105,10 +103,11 @@ def time_formats(models: Dict[str, Path], input_name: str, sample: np.ndarray, t
     samples: Dict[str, List[float]] = {fmt: [] for fmt in sessions}
     for session in sessions.values():
         session.run(None, feed)
-    for _ in range(TIMING_ROUNDS):
+    # one call of each in turn: a burst of load from elsewhere falls on both alike, and the median
+    # of the per-call times ignores the calls it hit
+    for _ in range(TIMED_CALLS):
         for fmt, session in sessions.items():
             started = time.perf_counter()
-            for _ in range(CALLS_PER_ROUND):
-                session.run(None, feed)
-            samples[fmt].append((time.perf_counter() - started) * 1000.0 / CALLS_PER_ROUND)
+            session.run(None, feed)
+            samples[fmt].append((time.perf_counter() - started) * 1000.0)
     return {fmt: statistics.median(values) for fmt, values in samples.items()}

@@ -136,8 +136,10 @@ def _time_interleaved(opened: Dict[Variant, Any], rows: List[Dict[str, Any]], fr
             _fill(backend, preprocess, frames, batch)
             for _ in range(WARMUP_CALLS):
                 backend.infer(batch)
-        for _ in range(plan.rounds):
-            for variant, backend in opened.items():
+        order = list(opened.items())
+        for number in range(plan.rounds):
+            # each round starts with another variant, so none is always the one after a pause
+            for variant, backend in order[number % len(order):] + order[:number % len(order)]:
                 progress("timing: {} at batch {}".format(variant.label, batch), 0.5 + 0.5 * done / steps)
                 probe.sample()  # starts the CPU utilisation interval
                 seconds = _run_for(backend, batch, plan.seconds / plan.rounds, samples[variant.label][batch])
@@ -167,10 +169,10 @@ def _fill(backend: Any, preprocess: Preprocessor, frames: List[np.ndarray], batc
 
 
 def _run_for(backend: Any, batch: int, seconds: float, latencies: List[float]) -> float:
-    """Call infer(batch) for about `seconds` (at least 3 calls); append each call's ms; return the time."""
+    """Call infer(batch) for about `seconds` (at least once); append each call's ms; return the time."""
     started = time.perf_counter()
     calls = 0
-    while calls < 3 or time.perf_counter() - started < seconds:
+    while calls < 1 or time.perf_counter() - started < seconds:
         t0 = time.perf_counter()
         backend.infer(batch)
         latencies.append((time.perf_counter() - t0) * 1000.0)
