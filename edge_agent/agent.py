@@ -10,6 +10,7 @@ from edge_agent.budget import MemoryBudget
 from edge_agent.config import AgentConfig
 from edge_agent.engine import Progress, prepare_model
 from edge_agent.metrics import Registry
+from edge_agent.modelcheck import verify
 from edge_agent.pipeline import Pipeline, ResultSink
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,9 @@ log = logging.getLogger(__name__)
 @contextlib.contextmanager
 def open_backend(config: AgentConfig, progress: Optional[Progress] = None) -> Iterator[Backend]:
     """Prepare the model for the configured precision, admit its memory plan against the budget
-    (BudgetExceeded before anything is allocated), open the backend, close it on exit."""
+    (BudgetExceeded before anything is allocated), open the backend, close it on exit. The model is
+    compared with the config first (modelcheck): a mismatch is one ModelError line per problem."""
+    verify(config.model)
     prepared = prepare_model(config, progress=progress)
     backend = create_backend(prepared, config)
     backend.slots = config.memory.slots
