@@ -67,8 +67,8 @@ def check_model(model: ModelConfig) -> List[Finding]:
     try:
         io = read_model_io(model)
     except ModelError as exc:
-        return [Finding("model.path", "fail", str(exc), "point model.path at the ONNX file exported from your "
-                        "training code (a complete .onnx file)")]
+        return [Finding("model.path", "fail", str(exc), "copy the file again or point model.path at the ONNX file "
+                        "exported from your training code")]
     return compare(model, io)
 
 
@@ -82,8 +82,8 @@ def read_model_io(model: ModelConfig) -> ModelIO:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and others for a damaged file
-        raise ModelError("{} cannot be read as ONNX ({})".format(path, str(exc).splitlines()[0] if str(exc) else
-                                                                  type(exc).__name__)) from None
+        raise ModelError("{} cannot be read as ONNX ({}): the file may be truncated or not an ONNX model".format(
+            path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
     graph = proto.graph
     weights = {init.name for init in graph.initializer}
     inputs = [_tensor_info(v) for v in graph.input if v.name not in weights]

@@ -46,6 +46,11 @@ class Reader(abc.ABC):
     def close(self) -> None:
         return None
 
+    @property
+    def origin(self) -> Optional[str]:
+        """The file the last frame came from, when that means something (folder images)."""
+        return None
+
 
 class SyntheticReader(Reader):
     def __init__(self, config: SyntheticSourceConfig) -> None:
@@ -68,6 +73,11 @@ class FolderReader(Reader):
         self._loop = config.loop
         self._files: List[Path] = []
         self._next = 0
+        self._origin: Optional[str] = None
+
+    @property
+    def origin(self) -> Optional[str]:
+        return self._origin
 
     def open(self) -> None:
         try:
@@ -87,6 +97,7 @@ class FolderReader(Reader):
             self._next += 1
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is not None:
+                self._origin = str(path)
                 return image, None
             # one unreadable file must not stop the folder
             log.warning("source folder %s: cannot decode %s (corrupt or not an image); skipped", self._folder, path)

@@ -27,6 +27,7 @@ class Frame(NamedTuple):
     captured: float  # time.monotonic() at capture
     image: np.ndarray  # BGR uint8
     truth: Optional[np.ndarray]  # ground-truth class mask (synthetic frames only)
+    origin: Optional[str] = None  # where the frame came from when a file: the image's path
 
 
 class FrameBoard:
@@ -174,7 +175,7 @@ class SourceRunner:
             captured = time.monotonic()
             self._capture_ms.observe((captured - started) * 1000.0)
             self._captured.inc()
-            frame = Frame(self.name, index, time.time(), captured, image, truth)
+            frame = Frame(self.name, index, time.time(), captured, image, truth, getattr(reader, "origin", None))
             self._board.put(frame, wait_for_slot, self._stop)
             index += 1
         return index
