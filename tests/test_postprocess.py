@@ -72,7 +72,8 @@ def test_boxes_and_areas_map_back_to_frame_pixels():
 
 def test_sigmoid_single_channel():
     model = ModelConfig.model_validate({
-        "path": "x", "input": {"width": 16, "height": 16}, "output": {"activation": "sigmoid", "classes": ["defect"], "background": None},
+        "path": "x", "input": {"width": 16, "height": 16},
+        "output": {"activation": "sigmoid", "classes": ["defect"], "background": None},
         "thresholds": {"min_area_px": 1}})
     logit = np.full((1, 16, 16), -5.0, np.float32)
     logit[0, 4:8, 4:8] = 5.0
