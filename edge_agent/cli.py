@@ -311,6 +311,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     from edge_agent.engine import prepare
     from edge_agent.engine.progress import ProgressPrinter
+    from edge_agent.modelcheck import verify
     from edge_agent.quickstart import config_for_model
 
     assumptions: List[str] = []
@@ -320,6 +321,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             log.info("assumed: %s", line)
     else:
         config = _load(args.config)
+    verify(config.model)
     with ProgressPrinter(sys.stderr) as progress:
         report = prepare(config, progress, force=args.force, precision=args.precision)
     if args.json:
