@@ -46,11 +46,15 @@ def _notes(document: Dict[str, Any], machine: Dict[str, Any], skipped: Optional[
     if load > 0.5 * cores:
         notes.append("The machine was busy when the report started (load average {:.1f} on {} cores): absolute "
                      "figures are lower than on an idle machine.".format(load, cores))
+    missing = {}  # backend -> why, once per backend
     for row in document["rows"]:
-        if row["status"] != "measured":
+        if row["status"] == "not available":
+            missing.setdefault(row["label"].split(" ")[0], row.get("reason", ""))
+        elif row["status"] != "measured" or row.get("reason"):
             notes.append("{}: {}".format(row["label"], row.get("reason", row["status"])))
-        elif row.get("reason"):
-            notes.append("{}: {}".format(row["label"], row["reason"]))
+    for backend, reason in missing.items():
+        notes.append("{}: not measured. {}; its FP16 and INT8 rows appear where it is installed (on a "
+                     "Jetson: JetPack's TensorRT).".format(backend, reason))
     validation = sorted({r["gate"]["validation_set"] for r in document["rows"]
                          if r.get("gate", {}).get("validation_set")})
     for described in validation:

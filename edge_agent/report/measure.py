@@ -68,7 +68,7 @@ def measure(config: AgentConfig, frames: List[np.ndarray], plan: Plan, progress:
                                    "label": variant.label, "status": "measured"}
             rows.append(row)
             if not ok:
-                row.update(status="not available", reason="{} is not available on this machine: {}".format(
+                row.update(status="not available", reason="{} is not available on this machine ({})".format(
                     variant.label.split(" ")[0], reason))
                 continue
             progress("preparing: {} (cache, calibration, accuracy gate)".format(variant.label),

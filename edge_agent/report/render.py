@@ -44,6 +44,8 @@ def summary_rows(document: Dict[str, Any]) -> List[List[str]]:
     lines = []
     for row in document["rows"]:
         cell = row.get("batches", {}).get(batch)
+        if row["status"] == "not available":  # a backend this machine lacks: the notes say so, no row
+            continue
         if cell is None:  # one cell: the renderers span it over the row
             lines.append([row["label"], "{}: {}".format(row["status"], row.get("reason", ""))])
             continue

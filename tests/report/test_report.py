@@ -57,7 +57,8 @@ def test_quick_start_states_its_assumptions_and_measures_every_cpu_precision(qui
     assert rows[("onnxruntime", "int8")]["gate"]["iou_agreement"] is not None
     if shutil.which("nvidia-smi") is None:  # this machine: no TensorRT, and the report says so
         assert rows[("tensorrt", "fp16")]["status"] == "not available"
-        assert any(n.startswith("TensorRT FP16:") for n in document["notes"])
+        assert any(n.startswith("TensorRT: not measured. TensorRT is not available") for n in document["notes"])
+        assert "TensorRT FP16" not in (out / "report.md").read_text().split("## Summary")[1]
     assert document["model"]["sha256"] and document["software"]["onnxruntime"]
     assert json.loads((out / "report.json").read_text())["rows"] == document["rows"]
     assert "| ONNX Runtime INT8 |" in (out / "report.md").read_text()
