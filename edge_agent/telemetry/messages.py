@@ -15,6 +15,7 @@ from edge_agent.metrics import Registry
 from edge_agent.telemetry.crops import encode_crop
 from edge_agent.telemetry.outbox import KIND_EVENT, KIND_METRICS, NewMessage
 from edge_agent.telemetry.payloads import (
+    SCHEMA_VERSION,
     CatalogueEntry,
     DefectRecord,
     Envelope,
@@ -22,7 +23,6 @@ from edge_agent.telemetry.payloads import (
     Topics,
     defect_payload,
     encode,
-    now_ms,
 )
 from edge_agent.telemetry.probe import SystemProbe
 
@@ -88,12 +88,16 @@ class MessageBuilder:
         return catalogue
 
     # ---- status and birth -----------------------------------------------------------------------
-    def status(self, state: str, seq: Optional[int] = None) -> bytes:
-        payload = {"state": state}
-        if seq is None:
-            return encode(self.envelope.stamp("status", payload))
-        # The Last Will is stored by the broker at connect time and sent by it later: seq 0.
-        return encode({"schema": 1, "session": self.envelope.session, "seq": seq, "ts": now_ms(), "state": state})
+    def status(self, state: str, reasons: List[str]) -> bytes:
+        return encode(self.envelope.stamp("status", {"state": state, "reasons": list(reasons)}))
+
+    def will(self) -> bytes:
+        """The Last Will: stored by the broker at connect time, published by it when the connection
+        is lost. Only what is true then: no `ts` (the broker sends it later, at a time the agent
+        cannot know; a consumer takes the arrival time), seq 0."""
+        return encode({"schema": SCHEMA_VERSION, "session": self.envelope.session, "seq": 0, "state": "offline",
+                       "reasons": ["connection lost: the broker published the Last Will (no keepalive within "
+                                   "1.5 x {} s, or the link dropped)".format(self.config.mqtt.keepalive_s)]})
 
     def birth(self, probe: Optional[SystemProbe], commands: List[str]) -> bytes:
         if not self.catalogue:
@@ -148,7 +152,16 @@ class MessageBuilder:
 
 
 def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+    """A JSON-ready copy without nulls: an unknown value is left out, never sent as null."""
+    return _without_nulls(json.loads(json.dumps(value, default=str)))
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value if v is not None]
+    return value
 
 
 def pipeline_facts(config: AgentConfig, pipeline: Any) -> Dict[str, Any]:

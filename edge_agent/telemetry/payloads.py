@@ -12,7 +12,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from edge_agent.metrics import Labels, Registry
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: labelled metrics in arrays, status with reasons, verdicts (docs/mqtt.md)
 HISTOGRAM_STATS = ("p50", "p95", "p99", "max")
 
 DESCRIPTIONS = {
@@ -58,6 +58,7 @@ class Topics:
     def __init__(self, root: str, site: str, line: str, device: str) -> None:
         self.base = "/".join((root, "v1", site, line, device))
         self.status = self.base + "/status"
+        self.availability = self.base + "/availability"
         self.birth = self.base + "/birth"
         self.metrics = self.base + "/metrics"
         self.defect = self.base + "/events/defect"

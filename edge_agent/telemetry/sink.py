@@ -22,9 +22,11 @@ from edge_agent.config import AgentConfig
 from edge_agent.metrics import Registry
 from edge_agent.paths import state_dir
 from edge_agent.pipeline import InferenceResult, ResultSink
+from edge_agent.telemetry.availability import AvailabilityLink
+from edge_agent.telemetry.checks import TelemetryChecks
 from edge_agent.telemetry.commands import Action, run_command
 from edge_agent.telemetry.crops import copy_crop
-from edge_agent.telemetry.link import BrokerLink
+from edge_agent.telemetry.link import BrokerLink, reply_properties, valid_response_topic
 from edge_agent.telemetry.messages import MessageBuilder
 from edge_agent.telemetry.outbox import KIND_REPLY, NewMessage, Outbox
 from edge_agent.telemetry.payloads import DefectRecord, Envelope, Topics, encode, with_replay
@@ -67,8 +69,11 @@ class Telemetry(ResultSink):
         self._acked = 0
         self._status_mid: Optional[int] = None
         self._birth_keys: frozenset = frozenset()
+        self._status_version = -1  # the agent health version the last published status showed
+        self._checks = TelemetryChecks(registry, registry.health, self.mqtt.event_queue_size)
         self.outbox: Optional[Outbox] = None
         self.link: Optional[BrokerLink] = None
+        self.availability: Optional[AvailabilityLink] = None
         self.probe: Optional[SystemProbe] = None
         self.messages = MessageBuilder(config, registry, self.topics, self.envelope, self.client_id, describe)
         self._commands: Dict[str, Action] = {"rebirth": self._command_rebirth,
@@ -81,7 +86,8 @@ class Telemetry(ResultSink):
         self.messages.update_facts(self.describe)
         self.probe = SystemProbe(self.mqtt.metrics_interval_s, folder, self.messages.memory_facts()).start()
         self.link = BrokerLink(self.mqtt, self.client_id, self.topics.command_prefix,
-                               (self.topics.status, self.messages.status("offline", seq=0)), self._wake)
+                               (self.topics.status, self.messages.will()), self._wake)
+        self.availability = AvailabilityLink(self.mqtt, self.client_id, self.topics.availability)
         self._thread.start()
         self.link.start()
         log.info("telemetry to %s as %s (MQTT %s), topics %s/#, session %s", self.link.address, self.client_id,
@@ -137,6 +143,8 @@ class Telemetry(ResultSink):
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(flush_timeout_s + 10.0)
+        if self.availability is not None:
+            self.availability.stop()
         if self.link is not None:
             self.link.stop()
         if self.probe is not None:
@@ -160,6 +168,9 @@ class Telemetry(ResultSink):
         while True:
             self._heartbeat = time.monotonic()
             self._handle_link_events()
+            self._checks.run(self.outbox, len(self._records), self._link_up, self._heartbeat)
+            if self._link_up and self.registry.health.snapshot().version != self._status_version:
+                self._publish_status()
             if self._rebirth.is_set():
                 self._rebirth.clear()
                 if self._link_up:  # otherwise the next connection publishes the birth anyway
@@ -179,7 +190,7 @@ class Telemetry(ResultSink):
     def _flush(self) -> None:
         if not self._link_up:
             return
-        self._status_mid = self.link.publish(self.topics.status, self.messages.status("stopped"), retain=True)
+        self._status_mid = self.link.publish(self.topics.status, self.messages.status("stopped", []), retain=True)
         while time.monotonic() < self._flush_deadline and self._link_up:
             self._send()
             if self._status_mid is None and not self.outbox.rows:
@@ -224,7 +235,7 @@ class Telemetry(ResultSink):
                 log.warning("telemetry: broker refused the subscription to %s (%s): commands will not work; "
                             "grant read access in the broker ACL", self.topics.commands, ", ".join(event[1]))
             elif kind == "command":
-                self._on_command(event[1], event[2])
+                self._on_command(*event[1:])
         self.outbox.delete(acked)
 
     def _diagnose(self) -> None:
@@ -246,8 +257,10 @@ class Telemetry(ResultSink):
         self._inflight.clear()
         log.info("telemetry: connected to broker %s; %d queued message(s) to send", self.link.address,
                  self.outbox.rows)
-        self.link.publish(self.topics.status, self.messages.status("online"), retain=True)
+        self._publish_status()
         self._publish_birth()
+        if not self.availability.started:  # after the main link works: one set of retries, one error
+            self.availability.start()
         self.link.subscribe_commands()
 
     def _on_ack(self, mid: int, failure: Optional[str], acked: List[int]) -> None:
@@ -314,16 +327,33 @@ class Telemetry(ResultSink):
             self._publish_birth()  # new metric keys (a new source, drop reason...): tell consumers
         return message
 
+    def _publish_status(self) -> None:
+        """online, or degraded with the reasons the agent's components reported (retained)."""
+        snapshot = self.registry.health.snapshot()
+        self._status_version = snapshot.version
+        self.link.publish(self.topics.status, self.messages.status(snapshot.state, snapshot.reasons), retain=True)
+
     def _publish_birth(self) -> None:
         payload = self.messages.birth(self.probe, list(self._commands))
         self._birth_keys = frozenset(self.messages.catalogue)
         self.link.publish(self.topics.birth, payload, retain=True)
 
     # ---- commands -----------------------------------------------------------------------------
-    def _on_command(self, name: str, payload: bytes) -> None:
+    def _on_command(self, name: str, payload: bytes, response_topic: Optional[str] = None,
+                    correlation: Optional[bytes] = None) -> None:
         reply = run_command(name, payload, self._commands)
-        self._store([NewMessage(KIND_REPLY, self.topics.reply(name),
-                                encode(self.envelope.stamp("reply", reply)))])
+        if response_topic is not None and not valid_response_topic(response_topic):
+            reply["ok"] = False
+            reply["message"] = "refused: response topic {!r} cannot be published to (empty, wildcards or over " \
+                               "65535 bytes); replied on {}".format(response_topic[:80], self.topics.reply(name))
+            response_topic = None
+        encoded = encode(self.envelope.stamp("reply", reply))
+        if response_topic is not None:
+            # MQTT v5 request/response: the requester waits on its own topic now, so the reply goes
+            # there directly, with the correlation data it sent (a backlog replay would answer nobody).
+            self.link.publish(response_topic, with_replay(encoded, False), properties=reply_properties(correlation))
+        else:
+            self._store([NewMessage(KIND_REPLY, self.topics.reply(name), encoded)])
 
     def _command_rebirth(self) -> str:
         self._publish_birth()

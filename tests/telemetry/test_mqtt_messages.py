@@ -66,7 +66,8 @@ def test_every_message_type_arrives_and_matches_its_schema(tmp_path, broker, col
     assert not any(m["replay"] for m in collector.json("/metrics") + events)
     # Metric values are numbers, never strings or sentinels; units are in the keys.
     metrics = collector.json("/metrics")[-1]
-    assert metrics["frames_processed_total"] > 0 and "stage_infer_p99_ms" in metrics
+    # (percentiles are left out of a window without samples, as the final one after the stop may be)
+    assert metrics["frames_processed_total"] > 0 and any("stage_infer_p99_ms" in m for m in collector.json("/metrics"))
     assert "process_rss_mb" in metrics and metrics["memory_budget_mb"] == 2048
     birth = collector.json("/birth")[-1]
     assert "psutil" in birth["probe_providers"]
