@@ -13,6 +13,8 @@ import json
 import logging
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+Handler = Callable[[Dict[str, Any]], Tuple[bool, str]]  # an extension's command (rollout): request -> (ok, text)
+
 log = logging.getLogger(__name__)
 
 Action = Callable[[], str]  # runs the command, returns the reply's message
@@ -45,8 +47,10 @@ def nesting_depth(raw: bytes, limit: int) -> int:
     return deepest
 
 
-def parse_request(payload: bytes) -> Tuple[Optional[Dict[str, Any]], str]:
-    """(the request as a dict, "") or (None, why it is refused). An empty payload is an empty request."""
+def parse_request(payload: bytes, fields: Optional[Tuple[str, ...]] = REQUEST_FIELDS
+                  ) -> Tuple[Optional[Dict[str, Any]], str]:
+    """(the request as a dict, "") or (None, why it is refused). An empty payload is an empty request.
+    `fields`: the keys a request may carry (None: any, the handler checks them)."""
     if len(payload) > MAX_REQUEST_BYTES:
         return None, "payload is {} bytes; at most {} are accepted".format(len(payload), MAX_REQUEST_BYTES)
     if not payload.strip():
@@ -62,27 +66,28 @@ def parse_request(payload: bytes) -> Tuple[Optional[Dict[str, Any]], str]:
                      "nothing".format(exc)
     if not isinstance(request, dict):
         return None, "payload is JSON {} but must be a JSON object".format(type(request).__name__)
-    unknown = sorted(set(request) - set(REQUEST_FIELDS))
+    unknown = sorted(set(request) - set(fields)) if fields is not None else []
     if unknown:
-        return None, "unknown field(s) {}; a request may carry: {}".format(", ".join(unknown),
-                                                                          ", ".join(REQUEST_FIELDS))
+        return None, "unknown field(s) {}; a request may carry: {}".format(", ".join(unknown), ", ".join(fields))
     request_id = request.get("request_id")
     if request_id is not None and (isinstance(request_id, bool) or not isinstance(request_id, (str, int))):
         return None, "request_id must be a string or an integer"
     return request, ""
 
 
-def run_command(name: str, payload: bytes, actions: Mapping[str, Action]) -> Dict[str, Any]:
-    """Run `actions[name]` for one received command; the reply's payload (without its envelope)."""
-    request, refusal = parse_request(payload)
-    action = actions.get(name)
+def run_command(name: str, payload: bytes, actions: Mapping[str, Action],
+                handlers: Mapping[str, Handler]) -> Dict[str, Any]:
+    """Run `actions[name]` (built in, takes only request_id) or `handlers[name]` (an extension's,
+    gets the whole request) for one received command; the reply's payload (without its envelope)."""
+    action, handler = actions.get(name), handlers.get(name)
+    request, refusal = parse_request(payload, REQUEST_FIELDS if handler is None else None)
     if request is None:
         ok, text = False, "refused: " + refusal
-    elif action is None:
-        ok, text = False, "unknown command {!r}; known: {}".format(name, ", ".join(actions))
+    elif action is None and handler is None:
+        ok, text = False, "unknown command {!r}; known: {}".format(name, ", ".join(list(actions) + sorted(handlers)))
     else:
         try:
-            ok, text = True, action()
+            ok, text = (True, action()) if action is not None else handler(request)
         except Exception as exc:  # an action's failure is the reply, never the telemetry thread's end
             log.exception("telemetry: command %s failed", name)
             ok, text = False, "failed: {}: {}".format(exc.__class__.__name__, exc)

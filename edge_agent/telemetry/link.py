@@ -104,13 +104,15 @@ def reply_properties(correlation: Optional[bytes]) -> Optional[Properties]:
 class BrokerLink:
     """Owns the paho client. Events on `self.events`:
     ("connected",) ("refused", reason) ("connect_failed",) ("disconnected", reason)
-    ("ack", mid, reason or None) ("suback", [reasons])
+    ("ack", mid, reason or None) ("suback", [reasons]) ("desired", name, payload)
     ("command", name, payload, response topic or None, correlation data or None)."""
 
     def __init__(self, config: MqttConfig, client_id: str, command_prefix: str,
                  will: Tuple[str, bytes], wake: threading.Event) -> None:
         self.config = config
         self.command_prefix = command_prefix
+        # desired state (retained on purpose: it is replayed at each connection, the handler is idempotent)
+        self.desired_prefix = command_prefix[:-len("cmd/")] + "desired/"
         self.events = queue.SimpleQueue()  # of tuples, see the class docstring
         self.wake = wake
         self._tls = tls_context(config)
@@ -140,7 +142,7 @@ class BrokerLink:
         return self.client.publish(topic, payload, qos=QOS, retain=retain, properties=properties).mid
 
     def subscribe_commands(self) -> None:
-        self.client.subscribe(self.command_prefix + "+", qos=QOS)
+        self.client.subscribe([(self.command_prefix + "+", QOS), (self.desired_prefix + "+", QOS)])
 
     def stop(self) -> None:
         self.client.disconnect()
@@ -182,6 +184,8 @@ class BrokerLink:
             properties = getattr(message, "properties", None)
             self._put(("command", message.topic[len(self.command_prefix):], bytes(message.payload),
                        getattr(properties, "ResponseTopic", None), getattr(properties, "CorrelationData", None)))
+        elif message.topic.startswith(self.desired_prefix):
+            self._put(("desired", message.topic[len(self.desired_prefix):], bytes(message.payload)))
 
     def diagnose(self, timeout_s: float = 3.0) -> str:
         """Why a connection attempt failed, found by repeating its first steps (paho does not say)."""

@@ -170,6 +170,7 @@ def pipeline_facts(config: AgentConfig, pipeline: Any) -> Dict[str, Any]:
     memory = backend.memory()
     return {
         "model_path": str(config.model.path),
+        "model_sha256": file_sha256(config.model.path),
         "backend": backend.name,
         "precision": backend.model.precision,
         "engine_fingerprint": backend.model.fingerprint,

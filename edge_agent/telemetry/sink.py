@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 import uuid
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from edge_agent.config import AgentConfig
 from edge_agent.metrics import Registry
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 LOOP_S = 0.05
 HEALTH_STALL_S = 10.0  # a telemetry loop quiet this long (it iterates every LOOP_S) counts as stuck
+RETAINED_PENDING_MAX = 100
 
 
 class Telemetry(ResultSink):
@@ -78,6 +79,13 @@ class Telemetry(ResultSink):
         self.messages = MessageBuilder(config, registry, self.topics, self.envelope, self.client_id, describe)
         self._commands: Dict[str, Action] = {"rebirth": self._command_rebirth,
                                              "publish-now": self._command_publish_now}
+        # extensions (rollout): command name -> handler(request dict) -> (ok, text), called on the
+        # telemetry thread (must only enqueue); desired-state name -> handler(raw payload)
+        self.command_handlers: Dict[str, Callable[[Dict[str, Any]], Tuple[bool, str]]] = {}
+        self.desired_handlers: Dict[str, Callable[[bytes], None]] = {}
+        self._retained: Dict[str, bytes] = {}  # topic -> latest retained payload (re-sent on connect)
+        self._retained_pending: List[Tuple[str, bytes]] = []
+        self._retained_lock = threading.Lock()
 
     # ---- public API -------------------------------------------------------------------------
     def start(self) -> "Telemetry":
@@ -102,6 +110,23 @@ class Telemetry(ResultSink):
             self.probe.memory_facts = self.messages.memory_facts()
         self._rebirth.set()
         self._wake.set()
+
+    def publish_retained(self, kind: str, payload: Dict[str, Any]) -> None:
+        """Any thread: publish `payload` retained on `{base}/{kind}`: in order while connected (each
+        state change is seen), and the latest one again at every connection (it is a state)."""
+        topic = self.topics.base + "/" + kind
+        data = encode(self.envelope.stamp(kind, payload))
+        with self._retained_lock:
+            self._retained[topic] = data
+            self._retained_pending.append((topic, data))
+            del self._retained_pending[:-RETAINED_PENDING_MAX]  # a long outage needs only the latest
+        self._wake.set()
+
+    def _send_retained(self) -> None:
+        with self._retained_lock:
+            pending, self._retained_pending = self._retained_pending, []
+        for topic, data in pending:
+            self.link.publish(topic, data, retain=True)
 
     def on_result(self, result: InferenceResult) -> None:
         """Frame-loop thread: O(1) append; never waits (a full queue is counted and skipped)."""
@@ -181,6 +206,8 @@ class Telemetry(ResultSink):
                 next_metrics = max(next_metrics + self.mqtt.metrics_interval_s, self._heartbeat)
             if self._stop.is_set():
                 break
+            if self._link_up:
+                self._send_retained()
             self._send()
             self._wake.wait(LOOP_S)
             self._wake.clear()
@@ -236,6 +263,8 @@ class Telemetry(ResultSink):
                             "grant read access in the broker ACL", self.topics.commands, ", ".join(event[1]))
             elif kind == "command":
                 self._on_command(*event[1:])
+            elif kind == "desired":
+                self._on_desired(event[1], event[2])
         self.outbox.delete(acked)
 
     def _diagnose(self) -> None:
@@ -261,6 +290,8 @@ class Telemetry(ResultSink):
         self._publish_birth()
         if not self.availability.started:  # after the main link works: one set of retries, one error
             self.availability.start()
+        with self._retained_lock:
+            self._retained_pending = list(self._retained.items())
         self.link.subscribe_commands()
 
     def _on_ack(self, mid: int, failure: Optional[str], acked: List[int]) -> None:
@@ -334,14 +365,14 @@ class Telemetry(ResultSink):
         self.link.publish(self.topics.status, self.messages.status(snapshot.state, snapshot.reasons), retain=True)
 
     def _publish_birth(self) -> None:
-        payload = self.messages.birth(self.probe, list(self._commands))
+        payload = self.messages.birth(self.probe, self._command_names())
         self._birth_keys = frozenset(self.messages.catalogue)
         self.link.publish(self.topics.birth, payload, retain=True)
 
     # ---- commands -----------------------------------------------------------------------------
     def _on_command(self, name: str, payload: bytes, response_topic: Optional[str] = None,
                     correlation: Optional[bytes] = None) -> None:
-        reply = run_command(name, payload, self._commands)
+        reply = run_command(name, payload, self._commands, self.command_handlers)
         if response_topic is not None and not valid_response_topic(response_topic):
             reply["ok"] = False
             reply["message"] = "refused: response topic {!r} cannot be published to (empty, wildcards or over " \
@@ -354,6 +385,18 @@ class Telemetry(ResultSink):
             self.link.publish(response_topic, with_replay(encoded, False), properties=reply_properties(correlation))
         else:
             self._store([NewMessage(KIND_REPLY, self.topics.reply(name), encoded)])
+
+    def _on_desired(self, name: str, payload: bytes) -> None:
+        handler = self.desired_handlers.get(name)
+        if handler is None or not payload:  # an empty retained payload clears the desired state
+            return
+        try:
+            handler(payload)
+        except Exception:  # whatever was sent, the telemetry thread goes on
+            log.exception("telemetry: desired state %s: the handler failed", name)
+
+    def _command_names(self) -> List[str]:
+        return list(self._commands) + sorted(self.command_handlers)
 
     def _command_rebirth(self) -> str:
         self._publish_birth()
