@@ -83,3 +83,9 @@ class MqttConfig(_Strict):
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be >= reconnect_min_s")
         return self
+
+
+class TelemetryConfig(_Strict):
+    verdicts: Literal["all", "ng", "none"] = Field(
+        "ng", description="Per-part verdict messages (events/verdict), one per inspected frame: all (OK and NG), "
+                          "ng (only frames with a defect) or none. Metrics count inspected and NG frames either way.")

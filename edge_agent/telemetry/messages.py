@@ -6,7 +6,8 @@ Only building lives here; storing in the outbox and sending is the sink's job (`
 
 import json
 import platform
-from typing import Any, Dict, List, Optional
+import re
+from typing import Any, Dict, List, Optional, Tuple
 
 from edge_agent import __version__
 from edge_agent.config import AgentConfig
@@ -19,14 +20,42 @@ from edge_agent.telemetry.payloads import (
     CatalogueEntry,
     DefectRecord,
     Envelope,
-    MetricsWindow,
     Topics,
     defect_payload,
     encode,
+    frame_id,
+    verdict_payload,
 )
 from edge_agent.telemetry.probe import SystemProbe
+from edge_agent.telemetry.window import MetricsWindow, unit_name
 
-PROBE_UNITS = {"pct": "%", "mb": "MB", "c": "degC", "mw": "mW", "mhz": "MHz", "1m": "load"}
+PROBE_DESCRIPTIONS = {
+    "cpu_util_pct": "board CPU use, all cores (100 = every core busy)",
+    "process_cpu_pct": "the agent's CPU use (100 = one core)",
+    "load_1m": "1-minute load average",
+    "ram_total_mb": "board memory (on Jetson the GPU's memory is part of it)",
+    "ram_used_mb": "board memory in use",
+    "ram_available_mb": "board memory available",
+    "swap_used_mb": "swap in use",
+    "process_rss_mb": "the agent's resident memory",
+    "process_threads": "the agent's threads",
+    "disk_free_mb": "free space on the state directory's file system",
+    "disk_used_pct": "used share of the state directory's file system",
+    "gpu_util_pct": "GPU load (jtop, Tegra sysfs or NVML)",
+    "gpu_freq_mhz": "GPU clock",
+    "gpu_mem_used_mb": "GPU memory in use (NVML)",
+    "emc_util_pct": "memory controller load (jtop)",
+    "power_total_mw": "board input power",
+    "memory_budget_mb": "memory.limit_mb",
+    "backend_host_mb": "host memory the inference backend holds",
+    "backend_device_mb": "device memory the inference backend holds",
+    "buffers_mb": "I/O buffers of the inference backend",
+    "by_zone[].temp_c": "temperature of a thermal zone (zone: gpu, cpu, soc0, ...)",
+    "by_rail[].power_mw": "power of an INA rail (rail: vdd_gpu_soc, vdd_cpu_cv, ...)",
+}
+# per-zone and per-rail probe readings: their zone/rail becomes a label, as sources do
+PROBE_GROUPS = ((re.compile(r"^temp_(.+)_c$"), "by_zone", "zone", "temp_c"),
+                (re.compile(r"^power_(?!total_mw$)(.+)_mw$"), "by_rail", "rail", "power_mw"))
 OWN_CATALOGUE = {
     "outbox_messages": CatalogueEntry("count", "gauge", "messages waiting in the on-disk outbox"),
     "outbox_size_kb": CatalogueEntry("kB", "gauge", "payload bytes waiting in the outbox"),
@@ -59,10 +88,11 @@ class MessageBuilder:
 
     # ---- events and metrics ---------------------------------------------------------------------
     def defects(self, record: DefectRecord) -> List[NewMessage]:
-        """One event message per region of a frame."""
+        """One event message per region of a frame, then the frame's verdict (telemetry.verdicts)."""
         messages: List[NewMessage] = []
+        frame = frame_id(self.config.device.id, self.envelope.session, record)
         for index, region in enumerate(record.regions):
-            payload = defect_payload(record, region, self.provenance)
+            payload = defect_payload(record, region, index, frame, self.provenance)
             score, area = self.config.model.thresholds.for_class(region.cls)
             payload["threshold_score"] = score
             payload["threshold_min_area_px"] = area
@@ -71,20 +101,27 @@ class MessageBuilder:
             stamped = self.envelope.stamp("defect", payload)
             stamped["event_id"] = "{}-{}-{}".format(self.config.device.id, self.envelope.session, stamped["seq"])
             messages.append(NewMessage(KIND_EVENT, self.topics.defect, encode(stamped)))
+        policy = self.config.telemetry.verdicts
+        if policy == "all" or (policy == "ng" and record.regions):
+            stamped = self.envelope.stamp("verdict", verdict_payload(record, frame, self.provenance))
+            messages.append(NewMessage(KIND_EVENT, self.topics.verdict, encode(stamped)))
         return messages
 
     def metrics(self, own: Dict[str, float]) -> NewMessage:
         """The window's metrics; the sink's own values (outbox, link) and the probe's in `own`.
         Updates `catalogue` with every key sent."""
-        values, self.catalogue = self.metrics_window.collect(own, self.probe_catalogue(own))
+        flat, groups = split_probe_values(own)
+        values, self.catalogue = self.metrics_window.collect(flat, self.probe_catalogue(flat))
+        values.update(groups)
+        self.catalogue.update(PROBE_GROUP_CATALOGUE if groups else {})
         return NewMessage(KIND_METRICS, self.topics.metrics, encode(self.envelope.stamp("metrics", values)))
 
     def probe_catalogue(self, values: Dict[str, float]) -> Dict[str, CatalogueEntry]:
         catalogue = dict(OWN_CATALOGUE)
         for key in values:
             if key not in catalogue:
-                unit = PROBE_UNITS.get(key.rsplit("_", 1)[-1], "count" if key == "process_threads" else "")
-                catalogue[key] = CatalogueEntry(unit, "probe", "system probe: " + key.replace("_", " "))
+                unit = "count" if key == "process_threads" else unit_name(key.rsplit("_", 1)[-1])
+                catalogue[key] = CatalogueEntry(unit, "probe", PROBE_DESCRIPTIONS.get(key, "undocumented " + key))
         return catalogue
 
     # ---- status and birth -----------------------------------------------------------------------
@@ -101,8 +138,10 @@ class MessageBuilder:
 
     def birth(self, probe: Optional[SystemProbe], commands: List[str]) -> bytes:
         if not self.catalogue:
+            flat, groups = split_probe_values(dict(probe.latest) if probe else {})
             self.catalogue = MetricsWindow(self.registry).collect({}, self.probe_catalogue(
-                dict(OWN_CATALOGUE, **(probe.latest if probe else {}))))[1]
+                dict(dict.fromkeys(OWN_CATALOGUE, 0.0), **flat)))[1]
+            self.catalogue.update(PROBE_GROUP_CATALOGUE if groups else {})
         mqtt = self.config.mqtt
         birth = {
             "agent_version": __version__,
@@ -149,6 +188,25 @@ class MessageBuilder:
             if isinstance(self.describe.get(key), (int, float)):
                 facts[name] = round(self.describe[key] / 2**20, 2)
         return facts
+
+
+PROBE_GROUP_CATALOGUE = {key: CatalogueEntry(unit_name(key.rsplit("_", 1)[-1]), "probe", text)
+                         for key, text in PROBE_DESCRIPTIONS.items() if key.startswith("by_")}
+
+
+def split_probe_values(values: Dict[str, float]) -> Tuple[Dict[str, float], Dict[str, List[Dict[str, Any]]]]:
+    """(values with per-zone / per-rail readings taken out, those readings as `by_zone` / `by_rail` rows)."""
+    flat: Dict[str, float] = {}
+    groups: Dict[str, List[Dict[str, Any]]] = {}
+    for key, value in values.items():
+        for pattern, group, label, field in PROBE_GROUPS:
+            match = pattern.match(key)
+            if match:
+                groups.setdefault(group, []).append({label: match.group(1), field: value})
+                break
+        else:
+            flat[key] = value
+    return flat, groups
 
 
 def _jsonable(value: Any) -> Any:

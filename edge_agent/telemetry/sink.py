@@ -130,7 +130,7 @@ class Telemetry(ResultSink):
 
     def on_result(self, result: InferenceResult) -> None:
         """Frame-loop thread: O(1) append; never waits (a full queue is counted and skipped)."""
-        if not result.regions:
+        if not result.regions and self.config.telemetry.verdicts != "all":
             return
         if len(self._records) >= self.mqtt.event_queue_size:
             self._queue_dropped.inc()
