@@ -81,8 +81,10 @@ class Collector:
             self.client.username_pw_set(username, password)
         if tls_ca:
             self.client.tls_set(ca_certs=str(tls_ca))
+        self.subscribed = threading.Event()
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, r, p: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
         self.client.connect("127.0.0.1" if not tls_ca else "localhost", port)
         self.client.loop_start()
 
