@@ -89,3 +89,10 @@ class TelemetryConfig(_Strict):
     verdicts: Literal["all", "ng", "none"] = Field(
         "ng", description="Per-part verdict messages (events/verdict), one per inspected frame: all (OK and NG), "
                           "ng (only frames with a defect) or none. Metrics count inspected and NG frames either way.")
+
+
+class PrometheusConfig(_Strict):
+    listen: Optional[str] = Field(
+        None, pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):?[0-9]{1,5}$",
+        description="Serve /metrics for Prometheus at HOST:PORT (e.g. 127.0.0.1:9464; a bare PORT binds loopback); "
+                    "null: off. Use 0.0.0.0:PORT only where the network is trusted: there is no authentication.")
