@@ -26,6 +26,7 @@ from edge_agent.telemetry.availability import AvailabilityLink
 from edge_agent.telemetry.checks import TelemetryChecks
 from edge_agent.telemetry.commands import Action, run_command
 from edge_agent.telemetry.crops import copy_crop
+from edge_agent.telemetry.discovery import discovery_payload, discovery_topic
 from edge_agent.telemetry.link import BrokerLink, reply_properties, valid_response_topic
 from edge_agent.telemetry.messages import MessageBuilder
 from edge_agent.telemetry.outbox import KIND_REPLY, NewMessage, Outbox
@@ -368,6 +369,11 @@ class Telemetry(ResultSink):
         payload = self.messages.birth(self.probe, self._command_names())
         self._birth_keys = frozenset(self.messages.catalogue)
         self.link.publish(self.topics.birth, payload, retain=True)
+        discovery = self.mqtt.homeassistant
+        if discovery.enabled:  # generated from the same catalogue, so it follows new keys as well
+            self.link.publish(discovery_topic(discovery.prefix, self.config.device.id), encode(discovery_payload(
+                self.topics, self.config.device, self.messages.catalogue, [s.name for s in self.config.sources])),
+                retain=True)
 
     # ---- commands -----------------------------------------------------------------------------
     def _on_command(self, name: str, payload: bytes, response_topic: Optional[str] = None,
