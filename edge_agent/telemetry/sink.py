@@ -12,6 +12,7 @@ are built by `messages.py` and commands are read and answered by `commands.py`.
 
 import collections
 import logging
+import os
 import queue
 import threading
 import time
@@ -140,8 +141,10 @@ class Telemetry(ResultSink):
         crops = None
         if self.mqtt.crop.enabled:
             crops = [copy_crop(frame.image, region.bbox, self.mqtt.crop) for region in result.regions]
+        origin = getattr(frame, "origin", None)
         self._records.append(DefectRecord(frame.source, frame.index, frame.timestamp, frame.image.shape[1],
-                                          frame.image.shape[0], result.latency_ms, list(result.regions), crops))
+                                          frame.image.shape[0], result.latency_ms, list(result.regions), crops,
+                                          os.path.basename(origin) if origin else None))
 
     def health(self) -> Tuple[bool, str]:
         """(publisher alive, a status line). An unreachable broker is healthy: the outbox keeps the
