@@ -96,7 +96,8 @@ class Telemetry(ResultSink):
         # extensions (rollout): command name -> handler(request dict) -> (ok, text), called on the
         # telemetry thread (must only enqueue); desired-state name -> handler(raw payload)
         self.command_handlers: Dict[str, Callable[[Dict[str, Any]], Tuple[bool, str]]] = {}
-        self.desired_handlers: Dict[str, Callable[[bytes], None]] = {}
+        self._desired_handlers: Dict[str, Callable[[bytes], None]] = {}
+        self._desired_last: Dict[str, bytes] = {}  # kept for a handler registered later (start-up order)
         self._retained: Dict[str, bytes] = {}  # topic -> latest retained payload (re-sent on connect)
         self._retained_pending: List[Tuple[str, bytes]] = []
         self._retained_lock = threading.Lock()
@@ -123,6 +124,17 @@ class Telemetry(ResultSink):
             self.probe.memory_facts = self._memory_facts()
         self._rebirth.set()
         self._wake.set()
+
+    def set_desired_handler(self, name: str, handler: Optional[Callable[[bytes], None]]) -> None:
+        """Route `{base}/desired/{name}` payloads to `handler` (None: stop); the last payload that arrived
+        before (the retained one comes at connection, often before the pipeline runs) is handed over now."""
+        if handler is None:
+            self._desired_handlers.pop(name, None)
+            return
+        self._desired_handlers[name] = handler
+        last = self._desired_last.get(name)
+        if last is not None:
+            handler(last)
 
     def publish_retained(self, kind: str, payload: Dict[str, Any]) -> None:
         """Any thread: publish `payload` retained on `{base}/{kind}`: in order while connected (each
@@ -271,9 +283,10 @@ class Telemetry(ResultSink):
                             "grant read access in the broker ACL", self.topics.commands, ", ".join(event[1]))
             elif kind == "command":
                 self._on_command(event[1], event[2])
-            elif kind == "desired":
-                handler = self.desired_handlers.get(event[1])
-                if handler is not None and event[2]:  # an empty retained payload clears the desired state
+            elif kind == "desired" and event[2]:  # an empty retained payload clears the desired state
+                self._desired_last[event[1]] = event[2]
+                handler = self._desired_handlers.get(event[1])
+                if handler is not None:
                     handler(event[2])
         self.outbox.delete(acked)
 
