@@ -83,7 +83,7 @@ def _masks(config: AgentConfig, model: PreparedModel, images: List[np.ndarray], 
     masks = []
     worst = {"non_finite_values": 0, "min_probability": 1.0, "max_probability": 0.0}
     preprocess = Preprocessor(config.model.input)
-    with create_backend(model, config) as backend:
+    with create_backend(model, config) as backend, backend.bind_thread():
         if images:
             for image in images:
                 preprocess(image, backend.input_buffer[0])

@@ -213,7 +213,7 @@ class Rollout:
         self._governor = governor
         try:
             result = run_isolated("edge_agent.rollout.candidate:build_and_gate", kwargs, "candidate " + rid,
-                                  building, heartbeat=2.0, on_start=governor.attach)
+                                  building, heartbeat=2.0, on_start=governor.attach, nested=True)
         finally:
             self._governor = None
             governor.close()

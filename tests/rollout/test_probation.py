@@ -5,11 +5,14 @@ pruned, and the fps figures of the build are reported."""
 import threading
 import time
 
+import cv2
+
 from edge_agent.agent import running_pipeline
 from edge_agent.config_loader import load_config
 from edge_agent.engine.cache import file_sha256, write_json_atomic
 from edge_agent.metrics import Registry
 from edge_agent.rollout.session import rollout_session
+from edge_agent.synthetic import SyntheticGenerator
 
 from .rollout_models import nan_model
 from .test_swap import Recorder
@@ -120,3 +123,29 @@ def test_rollouts_keep_the_last_models_and_report_the_build_s_fps(tmp_path):
     build = report["build"]
     assert set(build) >= {"fps_before", "fps_during_build", "fps_drop", "max_fps_drop", "build_pauses"}
     assert 20 < build["fps_before"] < 60  # a paced 40 fps camera, measured
+
+
+def test_a_config_patch_and_a_reduced_precision_go_through_the_fp32_reference_gate(tmp_path):
+    old = dark_spot_model(tmp_path / "old.onnx")
+    new = dark_spot_model(tmp_path / "new.onnx", gain=25.0)
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    generator = SyntheticGenerator(seed=3)
+    for index in range(16):
+        cv2.imwrite(str(folder / "part-{:02d}.png".format(index)), generator.sample(index).image)
+    config = config_for(tmp_path, old, engine={"calibration": {"folder": str(folder), "min_images": 10},
+                                               "gate": {"iou_floor": 0.9, "validation_images": 4}})
+    with Line(config) as line:
+        store = line.rollout.store
+        store.desired_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(store.desired_path, {
+            "rollout_id": "r-fp16", "url": str(new), "sha256": file_sha256(new), "size": new.stat().st_size,
+            "config": {"precision": "fp16", "thresholds": {"score": 0.6, "min_area_px": 12}}})
+        report = line.wait("r-fp16", ("active", "rejected"), timeout=300)
+        served = line.pipeline.config
+    assert report["state"] == "active", report
+    reference = report["gate"]["reference"]
+    assert reference["precision"] == "fp16" and reference["iou_agreement"] >= 0.9 and reference["passed"]
+    assert report["precision"] == "fp16" and report["gate"]["precision_served"] == "fp16"
+    assert served.backend.precision == "fp16" and served.model.thresholds.score == 0.6
+    assert served.model.thresholds.min_area_px == 12
