@@ -29,6 +29,8 @@ from edge_agent.telemetry.probe import SystemProbe
 log = logging.getLogger(__name__)
 MB = 2**20
 WARMUP_CALLS = 3
+# the probe reports CPU use only over intervals of MIN_CPU_INTERVAL_S (0.2 s) or more
+MIN_ROUND_S = 0.25
 
 
 class Variant(NamedTuple):
@@ -142,7 +144,8 @@ def _time_interleaved(opened: Dict[Variant, Any], rows: List[Dict[str, Any]], fr
             for variant, backend in order[number % len(order):] + order[:number % len(order)]:
                 progress("timing: {} at batch {}".format(variant.label, batch), 0.5 + 0.5 * done / steps)
                 probe.sample()  # starts the CPU utilisation interval
-                seconds = _run_for(backend, batch, plan.seconds / plan.rounds, samples[variant.label][batch])
+                seconds = _run_for(backend, batch, max(MIN_ROUND_S, plan.seconds / plan.rounds),
+                                   samples[variant.label][batch])
                 elapsed[variant.label][batch] += seconds
                 utilisation[variant.label].append(probe.sample())
                 done += 1
