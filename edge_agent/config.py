@@ -15,6 +15,7 @@ from edge_agent.engine.config import EngineConfig, TensorRTConfig
 from edge_agent.ids import NAME_PATTERN
 from edge_agent.sources.config import SourceConfig, SyntheticSourceConfig
 from edge_agent.telemetry.config import MqttConfig
+from edge_agent.tiling import TilingConfig
 
 DEMO_MODEL = Path(__file__).resolve().parent / "models" / "defect_unet.onnx"
 
@@ -42,6 +43,10 @@ class InputConfig(StrictModel):
     scale: float = Field(1 / 255, gt=0, description="Pixel values are multiplied by this before mean/std.")
     mean: List[float] = Field([0.5, 0.5, 0.5], description="Per-channel mean subtracted after scaling.")
     std: List[float] = Field([0.25, 0.25, 0.25], description="Per-channel std divided by after the mean.")
+    tiling: Optional[TilingConfig] = Field(None, description=(
+        "Run each frame as overlapping tiles (all tiles of a frame in one batch, regions stitched across tile "
+        "borders, boxes in frame pixels), so small defects keep their size; null: the whole frame in one pass. "
+        "pipeline.max_batch must hold every tile of a frame."))
 
     @property
     def channels(self) -> int:
@@ -141,11 +146,12 @@ class PipelineConfig(StrictModel):
         2.0, ge=0, le=1000, description="How long a partial batch waits for more sources' frames."
     )
     decode_threads: int = Field(0, ge=0, le=64, description=(
-        "Most frames decoded at the same time across all sources; 0: one less than the CPU cores (at least 1), "
-        "so decoding never takes every core from inference."))
-    decode_nice: int = Field(5, ge=0, le=19, description=(
-        "How much lower the source threads' CPU priority is than inference's (Linux nice steps; 0 keeps it "
-        "equal), so decoding yields to the frame loop when the CPU is short."))
+        "Most frames decoded at the same time across all sources; 0: as many as the CPU has cores, so however "
+        "many cameras there are, decoding never runs more threads than cores."))
+    decode_nice: int = Field(0, ge=0, le=19, description=(
+        "How much lower the source threads' CPU priority is than inference's (Linux nice steps), so decoding "
+        "yields to the frame loop when the CPU is short. 0 keeps it equal: on a board shared with other busy "
+        "services a lower priority can starve decoding instead."))
 
 
 class MemoryConfig(StrictModel):

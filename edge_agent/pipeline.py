@@ -9,16 +9,18 @@ import logging
 import os
 import threading
 import time
-from typing import List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edge_agent.backends.base import Backend
 from edge_agent.config import AgentConfig
+from edge_agent.errors import ConfigError
 from edge_agent.metrics import Registry
 from edge_agent.postprocess import DefectRegion, Postprocessor
 from edge_agent.preprocess import Geometry, Preprocessor
 from edge_agent.sources import Frame, FrameBoard, SourceRunner
+from edge_agent.tiling import Stitcher, TilePlan, expected_tiles
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +38,16 @@ class InferenceResult(NamedTuple):
 
 
 class _Batch:
-    """Frames taken together and where their pixels went; two alternate in the frame loop."""
+    """Frames taken together and where their pixels went; two alternate in the frame loop. Without
+    tiling frame i fills input row i; with tiling it fills rows first[i] .. first[i] + tiles - 1."""
 
-    __slots__ = ("frames", "geometries", "submitted")
+    __slots__ = ("frames", "geometries", "plans", "rows", "submitted")
 
     def __init__(self, max_batch: int) -> None:
         self.frames: List[Frame] = []
         self.geometries: List[Optional[Geometry]] = [None] * max_batch
+        self.plans: List[Optional[TilePlan]] = [None] * max_batch
+        self.rows = 0  # input rows used: frames, or tiles of all frames
         self.submitted = 0.0
 
 
@@ -64,10 +69,16 @@ class Pipeline:
         self.sinks = list(sinks)
         self.preprocess = Preprocessor(config.model.input)
         self.postprocess = Postprocessor(config.model, backend.output_spec.shape[1:])
+        tiling = config.model.input.tiling
+        self.stitcher = None if tiling is None else Stitcher(
+            tiling, backend.output_spec.shape[1:], config.model.output.layout)
+        self._tiled_post: Dict[Tuple[int, int], Postprocessor] = {}  # one per stitched size
         names = [s.name for s in config.sources]
         settings = config.pipeline
-        decoders = settings.decode_threads or max(1, (os.cpu_count() or 2) - 1)
-        self.board = FrameBoard(names, registry, demand=settings.max_batch, decode_threads=decoders)
+        self._tiles = expected_tiles(config) or 1  # per frame; learnt from the first frame when unknown
+        decoders = settings.decode_threads or os.cpu_count() or 1
+        self.board = FrameBoard(names, registry, demand=max(1, settings.max_batch // self._tiles),
+                                decode_threads=decoders)
         self.runners = [SourceRunner(s, self.board, registry, nice=settings.decode_nice) for s in config.sources]
         self._batches = (_Batch(config.pipeline.max_batch), _Batch(config.pipeline.max_batch))
         self._stage_ms = {s: registry.histogram("stage_ms", stage=s) for s in STAGES}
@@ -113,7 +124,7 @@ class Pipeline:
             limited = (max_frames is not None and taken >= max_frames) or (
                 end is not None and time.monotonic() >= end)
             if not staged.frames and not stop.is_set() and not limited:
-                limit = self.config.pipeline.max_batch
+                limit = max(1, self.config.pipeline.max_batch // self._tiles)
                 if max_frames is not None:
                     limit = min(limit, max_frames - taken)
                 self._stage(staged, limit, 0.0 if in_flight else 0.1)
@@ -143,34 +154,68 @@ class Pipeline:
         While a batch is in flight (`timeout_s` 0) the take still waits up to max_wait_ms for
         asked sources: the backend is busy anyway, and a fuller batch serves more cameras."""
         max_wait = self.config.pipeline.max_wait_ms / 1000.0
-        if self.board.take(limit, max_wait, timeout_s or max_wait, batch.frames) == 0:
+        cost = None if self.stitcher is None else self._tile_count
+        if self.board.take(limit, max_wait, timeout_s or max_wait, batch.frames, cost=cost,
+                           capacity=self.config.pipeline.max_batch) == 0:
             return
         buffer = self.backend.input_buffer
         started = time.monotonic()
+        row = 0
         for i, frame in enumerate(batch.frames):
-            batch.geometries[i] = self.preprocess(frame.image, buffer[i])
+            if self.stitcher is None:
+                batch.geometries[i] = self.preprocess(frame.image, buffer[row])
+                row += 1
+                continue
+            height, width = frame.image.shape[:2]
+            plan = batch.plans[i] = self.stitcher.plan(width, height)
+            for x, y, w, h in plan.windows:
+                self.preprocess(frame.image[y:y + h, x:x + w], buffer[row])
+                row += 1
+        batch.rows = row
         self._stage_ms["preprocess"].observe((time.monotonic() - started) * 1000.0)
+
+    def _tile_count(self, frame: Frame) -> int:
+        """Input rows that `frame` needs (the board takes only frames whose tiles all fit)."""
+        height, width = frame.image.shape[:2]
+        tiles = len(self.stitcher.plan(width, height).windows)
+        if tiles > self.config.pipeline.max_batch:
+            raise ConfigError(
+                "a {}x{} frame from source {} makes {} tiles of {}x{} (overlap {}) but pipeline.max_batch is {}: "
+                "the tiles of one frame go in one batch, so set pipeline.max_batch to at least {} or use larger "
+                "tiles (model.input.tiling.tile)".format(
+                    width, height, frame.source, tiles, *self.stitcher.tiling.tile, self.stitcher.tiling.overlap,
+                    self.config.pipeline.max_batch, tiles))
+        if tiles != self._tiles:
+            self._tiles = tiles
+            self.board.demand = max(1, self.config.pipeline.max_batch // tiles)
+        return tiles
 
     def _submit(self, batch: "_Batch") -> None:
         batch.submitted = time.monotonic()
-        self.backend.submit(len(batch.frames))
+        self.backend.submit(batch.rows)
 
     def _wait(self, batch: "_Batch") -> np.ndarray:
         outputs = self.backend.wait()
         self._stage_ms["infer"].observe((time.monotonic() - batch.submitted) * 1000.0)
         self._inference_batches.inc()
-        self._batch_sizes[len(batch.frames) - 1].inc()
-        self._items.inc(len(batch.frames))
+        self._batch_sizes[batch.rows - 1].inc()
+        self._items.inc(batch.rows)
         return outputs
 
     def _finish(self, batch: "_Batch", outputs: np.ndarray) -> None:
         n = len(batch.frames)
+        row = 0
         for i, frame in enumerate(batch.frames):
             t3 = time.monotonic()
-            geometry = batch.geometries[i]
-            regions = self.postprocess(outputs[i], geometry)
+            if self.stitcher is None:
+                postprocess, output, geometry = self.postprocess, outputs[row], batch.geometries[i]
+                row += 1
+            else:
+                postprocess, output, geometry = self._stitched(frame, batch.plans[i], outputs[row:])
+                row += len(batch.plans[i].windows)
+            regions = postprocess(output, geometry)
             if frame.truth is not None:
-                self._score_against_truth(frame, geometry)
+                self._score_against_truth(frame, postprocess, geometry)
             t4 = time.monotonic()
             latency = (t4 - frame.captured) * 1000.0
             result = InferenceResult(frame, regions, geometry, latency, n)
@@ -187,8 +232,18 @@ class Pipeline:
             self.frames += 1
         batch.frames.clear()
 
-    def _score_against_truth(self, frame: Frame, geometry: Geometry) -> None:
-        predicted = self.postprocess.frame_mask(geometry).astype(bool)
+    def _stitched(self, frame: Frame, plan: TilePlan, outputs: np.ndarray) -> Tuple[Postprocessor, np.ndarray,
+                                                                                     Geometry]:
+        """The frame's tiles' outputs stitched into one, its postprocessor and its geometry."""
+        height, width = frame.image.shape[:2]
+        stitched = self.stitcher.stitch(outputs[:len(plan.windows)], plan, width, height)
+        postprocess = self._tiled_post.get((width, height))
+        if postprocess is None:
+            postprocess = self._tiled_post[(width, height)] = Postprocessor(self.config.model, stitched.shape)
+        return postprocess, stitched, Geometry(plan.scale_x, plan.scale_y, 0, 0, 0, 0, width, height)
+
+    def _score_against_truth(self, frame: Frame, postprocess: Postprocessor, geometry: Geometry) -> None:
+        predicted = postprocess.frame_mask(geometry).astype(bool)
         truth = frame.truth > 0
         self._truth_intersection.inc(int((predicted & truth).sum()))
         self._truth_union.inc(int((predicted | truth).sum()))
