@@ -30,6 +30,7 @@ class BuildReport(NamedTuple):
             "source": str(self.prepared.source),
             "engine_memory_bytes": manifest.get("build", {}).get("device_memory_bytes"),
             "tensorrt_version": manifest.get("fields", {}).get("tensorrt_version"),
+            "profile": manifest.get("fields", {}).get("profile"),
             "gate": {k: v for k, v in self.gate.items() if k != "settings"},
             "fallbacks": [{"precision": a["precision"], "reason": a["gate"].get("reason")}
                           for a in self.attempts if not a["gate"].get("passed")],
@@ -40,6 +41,8 @@ class BuildReport(NamedTuple):
         lines = ["{backend}: {precision_served} served ({precision_requested} requested), cache {cache}, "
                  "{seconds:.1f} s".format(**data),
                  "artifact: {} ({})".format(data["artifact"], _size(data["artifact_bytes"]))]
+        for name, (low, opt, high) in (data["profile"] or {}).items():
+            lines.append("optimization profile {}: min {}, opt {}, max {}".format(name, low, opt, high))
         if data["engine_memory_bytes"] is not None:
             lines.append("engine device memory: {}".format(_size(data["engine_memory_bytes"])))
         for fallback in data["fallbacks"]:

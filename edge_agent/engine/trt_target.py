@@ -20,6 +20,7 @@ from edge_agent.engine.cache import fingerprint
 from edge_agent.engine.isolation import run_isolated
 from edge_agent.engine.trt_builder import probe
 from edge_agent.errors import ConfigError, EngineError
+from edge_agent.tiling import typical_batch
 
 if TYPE_CHECKING:
     from edge_agent.engine.chain import Preparation
@@ -56,7 +57,9 @@ class TensorRTTarget:
         """{input name: [min, opt, max]} in the model's layout, checked against the model's shape."""
         spec = self.config.model.input
         p = self.backend.profile
-        batch = [b or self.config.pipeline.max_batch for b in p.batch]
+        # TensorRT tunes its kernels for opt: the batch the adaptive batcher runs most under load
+        max_batch = self.config.pipeline.max_batch
+        batch = [p.batch[0] or 1, p.batch[1] or typical_batch(self.config), p.batch[2] or max_batch]
         height = [h or spec.height for h in p.height]
         width = [w or spec.width for w in p.width]
         for label, values in (("batch", batch), ("height", height), ("width", width)):
