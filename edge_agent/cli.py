@@ -81,15 +81,28 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     bench = commands.add_parser(
-        "bench", help="measure backend-only vs end-to-end pipeline throughput",
-        description="Feed one preprocessed batch to the backend in a tight loop, then run the whole pipeline "
-                    "(video-file source, preprocess, infer, postprocess) on the same model, and print both "
-                    "throughputs and their ratio.")
+        "bench", help="measure pipeline throughput: backend-only vs end to end, or many cameras (--sources)",
+        description="Without --sources: feed one preprocessed batch to the backend in a tight loop, then run the "
+                    "whole pipeline (video-file source, preprocess, infer, postprocess) on the same model, and print "
+                    "both throughputs and their ratio. With --sources N: N video sources at --resolution, paced at "
+                    "--fps, through the whole pipeline for --seconds; prints aggregate and per-source fps, latency "
+                    "percentiles (grab to result), drops by reason, the batch-size histogram and CPU use. "
+                    "scripts/bench_sources.py runs the scaling table (N = 1, 2, 4, 8, 10, 16).")
     bench.add_argument("--config", metavar="FILE", help="YAML config (default: the demo model)")
     bench.add_argument("--frames", type=_positive_int, default=300, metavar="N",
                        help="frames per measurement round (300)")
     bench.add_argument("--rounds", type=_positive_int, default=3, metavar="R",
                        help="alternating backend-only / end-to-end rounds; the medians are compared (3)")
+    bench.add_argument("--sources", type=_positive_int, metavar="N",
+                       help="many-camera mode: N sources playing a synthetic MJPG video in a loop")
+    bench.add_argument("--resolution", type=_resolution, default=(1920, 1080), metavar="WxH",
+                       help="with --sources: frame size (1920x1080)")
+    bench.add_argument("--fps", type=float, default=30.0, metavar="F",
+                       help="with --sources: pace of each source; 0 reads as fast as the pipeline takes (30)")
+    bench.add_argument("--seconds", type=_positive_float, default=15.0, metavar="S",
+                       help="with --sources: measured seconds after a 2 s warm-up (15)")
+    bench.add_argument("--max-batch", type=_positive_int, metavar="B",
+                       help="with --sources: pipeline.max_batch (default min(N, 8))")
     bench.add_argument("--json", action="store_true", help="print the result as one JSON object")
     bench.set_defaults(func=cmd_bench)
 
@@ -227,7 +240,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     return run_checks(args.config, as_json=args.json)
 
 
+def _resolution(text: str) -> Any:
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) >= 32 and int(height) >= 32):
+        raise argparse.ArgumentTypeError("give WIDTHxHEIGHT of at least 32x32, e.g. 1920x1080; got {!r}".format(text))
+    return int(width), int(height)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.sources:
+        return _bench_sources(args)
     from edge_agent.bench import run_bench
 
     result = run_bench(_load(args.config), args.frames, args.rounds)
@@ -237,6 +259,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("backend only : {backend_fps:8.1f} fps (batch {batch}, {backend} {precision}; median of {rounds})\n"
               "end to end   : {pipeline_fps:8.1f} fps ({source}; median of {rounds})\n"
               "ratio        : {ratio:8.3f}  (end to end / backend only)".format(**result))
+    return 0
+
+
+def _bench_sources(args: argparse.Namespace) -> int:
+    from edge_agent.bench_sources import format_report, run_source_bench
+
+    if args.fps < 0:
+        raise EdgeAgentError("--fps {:g}: give 0 (unpaced) or more".format(args.fps))
+    result = run_source_bench(_load(args.config), args.sources, args.resolution, args.fps, args.seconds,
+                              args.max_batch, progress=lambda text: log.info("bench: %s", text))
+    print(json.dumps(result) if args.json else format_report(result))
     return 0
 
 
