@@ -104,7 +104,8 @@ def table(results: Dict[str, Dict[str, List[Dict[str, Any]]]], runs: List[Any], 
              "source of the same version".format(args.resolution, args.fps, args.seconds, args.rounds,
                                                  args.max_batch or "min(N, 8)"), "",
         "| version | sources | aggregate fps | ratio | slowest / fastest source | p50 / p99 latency | dropped "
-        "(shed) | batch sizes | CPU (agent, % of a core) |", "|---|---|---|---|---|---|---|---|---|"]
+        "(shed) | batch sizes | agent CPU (% of a core) | frames per agent CPU-second |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
     for which, by_label in results.items():
         if not by_label:
             continue
@@ -114,14 +115,15 @@ def table(results: Dict[str, Dict[str, List[Dict[str, Any]]]], runs: List[Any], 
             last = rows[-1]
             shed = sum(r["dropped_by_reason"].get("shed", 0) for r in rows)
             lines.append("| {} | {} | {:.1f} | {:.2f} | {:.1f} / {:.1f} ({:.2f}) | {:.0f} / {:.0f} ms | {} ({}) | {} | "
-                         "{:.0f} |".format(
+                         "{:.0f} | {:.1f} |".format(
                              which, "1, unpaced" if label == "unpaced" else label, _median(rows, "fps"),
                              _median(rows, "fps") / single, _median(rows, "fps_min_source"),
                              _median(rows, "fps_max_source"), _median(rows, "fairness"),
                              _median(rows, "latency_ms_p50"), _median(rows, "latency_ms_p99"),
                              sum(r["dropped"] for r in rows), shed,
                              " ".join("{}:{}".format(k, v) for k, v in last["batch_sizes"].items()),
-                             _median(rows, "cpu_process_percent")))
+                             _median(rows, "cpu_process_percent"),
+                             statistics.median(r["fps"] / max(r["cpu_process_percent"], 1e-6) * 100 for r in rows)))
     return "\n".join(lines)
 
 
