@@ -83,7 +83,7 @@ class Pipeline:
         self.backend = backend
         self.registry = registry
         self.sinks = list(sinks)
-        self.preprocess = Preprocessor(config.model.input)
+        self.preprocess = Preprocessor(config.model.input, backend.input_buffer.dtype)
         self.postprocess = Postprocessor(config.model, backend.output_spec.shape[1:])
         self._use_tiling(config, backend)
         names = [s.name for s in config.sources]
@@ -337,7 +337,9 @@ class Pipeline:
         stitched = self.stitcher.stitch(outputs[:len(plan.windows)], plan, width, height)
         postprocess = self._tiled_post.get((width, height))
         if postprocess is None:
-            postprocess = self._tiled_post[(width, height)] = Postprocessor(self.config.model, stitched.shape)
+            # the stitched geometry maps stitched output pixels to frame pixels directly
+            postprocess = self._tiled_post[(width, height)] = Postprocessor(self.config.model, stitched.shape,
+                                                                            ratio=(1.0, 1.0))
         return postprocess, stitched, Geometry(plan.scale_x, plan.scale_y, 0, 0, 0, 0, width, height)
 
     def _score_against_truth(self, frame: Frame, postprocess: Postprocessor, geometry: Geometry) -> None:
