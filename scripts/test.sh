@@ -2,6 +2,7 @@
 # Sets up everything the tests need and runs them: the README's test command, also run by CI.
 #   - mosquitto (the real MQTT broker the telemetry tests start) from the distribution's packages
 #   - GStreamer's gst-launch-1.0 with the software H.264/H.265 plugins (tests/sources/test_gstreamer.py)
+#   - chromium (headless: the report page is rendered and screenshotted in tests)
 #   - prometheus (scrapes the agent), nodejs + npm (Node-RED, installed once into .cache/node-red)
 #   - systemd's systemd-analyze (tests/service verifies systemd/edge-agent.service with it)
 #   - a virtual environment in .venv with edge-agent and its dev extra from PyPI
@@ -35,6 +36,10 @@ if ! command -v gst-launch-1.0 >/dev/null 2>&1 || ! gst-inspect-1.0 --exists avd
     echo "== installing GStreamer (Debian packages) for the GStreamer source tests"
     apt_install gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
         gstreamer1.0-plugins-ugly gstreamer1.0-libav || echo "   (not installed: the GStreamer tests will SKIP and say so)"
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "== installing chromium (Debian package): tests open edge-agent report's page in a headless browser"
+    apt_install chromium
 fi
 if ! command -v prometheus >/dev/null 2>&1; then
     echo "== installing prometheus (Debian package; tests/telemetry scrape the agent with a real server)"
