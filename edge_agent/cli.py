@@ -354,7 +354,10 @@ def _bench_sources(args: argparse.Namespace) -> int:
         raise EdgeAgentError("--fps {:g}: give 0 (unpaced) or more".format(args.fps))
     result = run_source_bench(_load(args.config), args.sources, args.resolution, args.fps, args.seconds,
                               args.max_batch, progress=lambda text: log.info("bench: %s", text))
-    print(json.dumps(result) if args.json else format_report(result))
+    if args.json:
+        print_document(result)
+    else:
+        print(format_report(result))
     return 0
 
 
