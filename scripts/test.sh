@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need and runs them: the README's test command, also run by CI.
 #   - mosquitto (the real MQTT broker the telemetry tests start) from the distribution's packages
+#   - chromium (headless: tests/view loads the live view page in it)
 #   - systemd's systemd-analyze (tests/service verifies systemd/edge-agent.service with it)
 #   - a virtual environment in .venv with edge-agent and its dev extra from PyPI
 #   - pytest, which includes the Python 3.8 compatibility check (vermin) and lint (ruff)
@@ -25,6 +26,10 @@ fi
 if ! command -v openssl >/dev/null 2>&1; then
     echo "== installing openssl (the MQTT TLS tests make a test CA with it)"
     apt_install openssl
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "== installing chromium (Debian package): the live view is tested in a real headless browser"
+    apt_install chromium
 fi
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "== installing systemd (systemd-analyze verifies the unit file offline)"

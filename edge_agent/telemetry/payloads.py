@@ -179,6 +179,8 @@ class DefectRecord(NamedTuple):
     latency_ms: float
     regions: List[Any]  # DefectRegion
     crops: Optional[List[Any]]  # np.ndarray per region, or None when crops are off
+    file: Optional[str] = None  # the image file the frame came from (folder sources)
+    evidence: Optional[str] = None  # the evidence store's frame file, relative to the store
 
 
 def defect_payload(record: DefectRecord, region: Any, provenance: Dict[str, Any]) -> Dict[str, Any]:
@@ -199,5 +201,9 @@ def defect_payload(record: DefectRecord, region: Any, provenance: Dict[str, Any]
         "score_mean": round(region.score_mean, 4),
         "latency_ms": round(record.latency_ms, 3),
     }
+    if record.file is not None:
+        payload["file"] = record.file
+    if record.evidence is not None:
+        payload["evidence"] = record.evidence
     payload.update(provenance)
     return payload
