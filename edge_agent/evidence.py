@@ -26,6 +26,7 @@ from edge_agent.inspection import class_colours, draw_overlay, result_record
 from edge_agent.inspection_config import EvidenceConfig
 from edge_agent.metrics import Registry
 from edge_agent.pipeline import InferenceResult, ResultSink
+from edge_agent.postprocess import mask_in_frame
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ SUFFIXES = (".jpg", ".overlay.jpg", ".json")
 class _Item(NamedTuple):
     name: str  # relative to the store: <day>/<stem>
     image: np.ndarray
-    mask: Optional[np.ndarray]
+    mask: Optional[np.ndarray]  # at the model output's resolution; mapped to the frame by the writer
+    geometry: Any
     record: Dict[str, Any]
     regions: List[Any]
 
@@ -84,12 +86,12 @@ class EvidenceStore(ResultSink):
         stem = "{}{:03d}-{}-{}-{}".format(time.strftime("%H%M%S.", stamp), int(frame.timestamp * 1000) % 1000,
                                           frame.source, frame.index, "NG" if result.regions else "OK")
         name = "{}/{}".format(time.strftime("%Y-%m-%d", stamp), stem)
-        mask = result.frame_mask() if result.regions else None
+        mask = result.defect_mask.copy() if result.regions and result.defect_mask is not None else None
         if result.notes is not None:
             result.notes["evidence"] = name + ".jpg"
         record = result_record(result)
         record["evidence"] = name + ".jpg"
-        self._queue.append(_Item(name, frame.image.copy(), mask, record, list(result.regions)))
+        self._queue.append(_Item(name, frame.image.copy(), mask, result.mask_geometry, record, list(result.regions)))
         self._wake.set()
 
     # ---- writer thread ------------------------------------------------------------------------
@@ -119,7 +121,8 @@ class EvidenceStore(ResultSink):
 
     def _write(self, item: _Item) -> None:
         quality = [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality]
-        overlay = draw_overlay(item.image, item.regions, self.colours, item.mask)
+        mask = mask_in_frame(item.mask, item.geometry) if item.mask is not None else None
+        overlay = draw_overlay(item.image, item.regions, self.colours, mask)
         blobs = [cv2.imencode(".jpg", item.image, quality)[1].tobytes(),
                  cv2.imencode(".jpg", overlay, quality)[1].tobytes(),
                  json.dumps(item.record, indent=1).encode("utf-8")]

@@ -5,7 +5,8 @@ no allocation): NaN or Inf in the output; scores outside [0, 1] after the activa
 read as probabilities); defects covering most of the frame for many frames in a row (a
 normalization or `scale` mistake); nothing found for a long window on a line that found defects
 before. Each warning is logged (at most once per `warn_interval_s`), counted in the registry
-(`sanity_warnings{kind}`), and listed in `active()` for status and health reports.
+(`sanity_warnings{kind}`), reported to the agent's health (key `sanity <kind>`: the MQTT status
+reasons, state `degraded`) when it starts and cleared when it ends, and listed in `active()`.
 """
 
 import logging
@@ -103,6 +104,7 @@ class SanityWatch:
         since = self._active[kind].since if kind in self._active else now
         if kind not in self._active:
             self._counter(kind).inc()
+            self._registry.health.report("sanity " + kind, text)  # status reasons and MQTT health
         self._active[kind] = SanityWarning(kind, text, since)
         last = self._logged.get(kind)
         if last is None or now - last >= self.config.warn_interval_s:
@@ -111,6 +113,7 @@ class SanityWatch:
 
     def _clear(self, kind: str) -> None:
         if self._active.pop(kind, None) is not None:
+            self._registry.health.clear("sanity " + kind)
             log.info("sanity: %s warning cleared", kind)
 
     def _counter(self, kind: str) -> Any:

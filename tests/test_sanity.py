@@ -55,7 +55,8 @@ def test_logits_read_as_probabilities_leave_0_1():
 
 
 def test_most_of_the_frame_for_many_frames_then_cleared():
-    watch = _watch(coverage_frames=3)
+    registry = Registry()
+    watch = _watch(registry, coverage_frames=3)
     big = [DefectRegion("dark", 60, (0, 0, 8, 8), 0.9, 0.9)]
     output = np.zeros((2, 8, 8), np.float32)
     for _ in range(2):
@@ -63,8 +64,11 @@ def test_most_of_the_frame_for_many_frames_then_cleared():
     assert watch.active() == []
     watch.observe(output, big, 64)
     assert "cover 50% or more of the frame in 3 frames in a row" in watch.active()[0]
+    snapshot = registry.health.snapshot()  # what the MQTT status and the live view show
+    assert snapshot.state == "degraded" and snapshot.reasons[0].startswith("sanity coverage: defects cover 50%")
     watch.observe(output, [], 64)
     assert watch.active() == []
+    assert registry.health.snapshot().state == "online"
 
 
 def test_nothing_found_any_more_on_a_line_that_found_defects():

@@ -41,12 +41,11 @@ class ViewState:
 
 
 def pipeline_health(pipeline: Any, phase: str) -> Tuple[bool, str, List[str]]:
-    """Health from what a running pipeline knows: sources that are not delivering, and the sanity
-    watch's warnings; `phase` is the caller's word for its state (running, loading, ...)."""
+    """Health from the agent's registry (edge_agent.health: sources, the sanity watch, telemetry's
+    checks); `phase` is the caller's word for its state (running, loading, ...)."""
     if pipeline is None:
         return True, phase if phase != "running" else "starting", []
-    reasons = ["source {}: {} ({})".format(r.name, r.state, r.reason) for r in pipeline.runners
-               if r.state not in ("running", "finished", "starting")]
-    if pipeline.sanity is not None:
-        reasons += ["sanity: " + text for text in pipeline.sanity.active()]
-    return True, phase, reasons
+    snapshot = pipeline.registry.health.snapshot()
+    if snapshot.reasons:
+        return True, "{}, {}".format(phase, snapshot.state), list(snapshot.reasons)
+    return True, phase, []
