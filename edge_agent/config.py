@@ -16,7 +16,7 @@ from edge_agent.ids import NAME_PATTERN
 from edge_agent.inspection_config import EvidenceConfig, SanityConfig, SinksConfig
 from edge_agent.rollout.config import RolloutConfig
 from edge_agent.sources.config import SourceConfig, SyntheticSourceConfig
-from edge_agent.telemetry.config import MqttConfig, TelemetryConfig
+from edge_agent.telemetry.config import MqttConfig, PrometheusConfig, TelemetryConfig
 from edge_agent.view.config import ViewConfig
 
 DEMO_MODEL = Path(__file__).resolve().parent / "models" / "defect_unet.onnx"
@@ -219,6 +219,7 @@ class AgentConfig(StrictModel):
     engine: EngineConfig = Field(EngineConfig(), description="Model preparation: calibration, accuracy gate, cache.")
     mqtt: MqttConfig = Field(MqttConfig(), description="Telemetry broker.")
     telemetry: TelemetryConfig = Field(TelemetryConfig(), description="What telemetry reports, whatever the transport.")
+    prometheus: PrometheusConfig = Field(PrometheusConfig(), description="Prometheus /metrics (off by default).")
     paths: PathsConfig = Field(PathsConfig(), description="Where state and caches live.")
     sinks: SinksConfig = Field(SinksConfig(), description="Local result sinks besides MQTT (the jsonl file).")
     evidence: EvidenceConfig = Field(EvidenceConfig(), description="Saved NG frames with overlay and verdict.")

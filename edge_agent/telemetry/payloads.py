@@ -80,7 +80,7 @@ class DefectRecord(NamedTuple):
     latency_ms: float
     regions: List[Any]  # DefectRegion
     crops: Optional[List[Any]]  # np.ndarray per region, or None when crops are off
-    file: Optional[str] = None  # the image file the frame came from (folder sources)
+    file: Optional[str] = None  # the image's file name, for sources that read files
     evidence: Optional[str] = None  # the evidence store's frame file, relative to the store
 
 
@@ -103,7 +103,7 @@ def verdict_payload(record: DefectRecord, frame: str, provenance: Dict[str, Any]
         "defects": counts,
         "latency_ms": round(record.latency_ms, 3),
     }
-    if record.file is not None:
+    if record.file:
         payload["file"] = record.file
     if record.evidence is not None:
         payload["evidence"] = record.evidence
