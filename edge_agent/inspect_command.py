@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional
 import cv2
 
 from edge_agent.errors import EdgeAgentError
+from edge_agent.json_stdout import print_document
 from edge_agent.pipeline import InferenceResult, ResultSink
 from edge_agent.sources.readers import IMAGE_SUFFIXES
 
@@ -102,7 +103,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         "results": str(out / "results.jsonl"),
         "overlays": str(writer.overlays) if writer.overlays is not None else None, "warnings": warnings}
     if args.json:
-        print(json.dumps(summary))
+        print_document(summary)  # the one JSON document on the real stdout (see edge_agent.json_stdout)
     else:
         print("{images} image(s) in {seconds:.1f} s: {ng} NG, {ok} OK; defects {classes}; mean latency "
               "{latency_ms_mean:.1f} ms".format(classes=", ".join("{} {}".format(k, v) for k, v in sorted(
