@@ -20,6 +20,18 @@ from edge_agent.errors import EdgeAgentError, EngineError
 
 log = logging.getLogger(__name__)
 
+
+class BuildFailed(EngineError):
+    """A preparation step failed in its child process (TensorRT build, quantization, calibration,
+    out of memory, crash): the preparation chain falls back to the next precision and, when
+    `remember` is true, records the failure under the step's fingerprint so a restart does not
+    try again. A child stopped by the caller's own shutdown (SIGTERM, SIGINT) is not remembered."""
+
+    remember = True
+
+# the child was stopped from outside (a service stop), not failed by its own work
+_NOT_REMEMBERED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
 _SIGNAL_HINTS = {
     signal.SIGKILL: "killed by SIGKILL: usually the kernel's out-of-memory killer (see `journalctl -k | grep -i "
                     "oom`). Lower backend.workspace_mb or memory.limit_mb, or stop other programs during the build",
@@ -31,7 +43,7 @@ _SIGNAL_HINTS = {
 
 def run_isolated(target: str, kwargs: Dict[str, Any], what: str, progress: Progress,
                  heartbeat: float = 5.0, on_start: Optional[Callable[[int], None]] = None) -> Any:
-    """Call `module:function(report=..., **kwargs)` in a child; return its result or raise EngineError.
+    """Call `module:function(report=..., **kwargs)` in a child; return its result or raise BuildFailed.
     `on_start(pid)` lets a caller watch or throttle the child (a rollout bounds its CPU share)."""
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
@@ -69,11 +81,13 @@ def run_isolated(target: str, kwargs: Dict[str, Any], what: str, progress: Progr
                 child.join()
     seconds = time.monotonic() - started
     if outcome is None:
-        raise EngineError("{} failed after {:.0f} s: the child process {}.".format(
+        failed = BuildFailed("{} failed after {:.0f} s: the child process {}.".format(
             what, seconds, _exit_cause(child.exitcode)))
+        failed.remember = child.exitcode is None or -child.exitcode not in _NOT_REMEMBERED
+        raise failed
     if outcome[0] == "error":
         _, kind, message, exit_code = outcome
-        error = EngineError("{} failed: {}".format(what, message) if kind != "EdgeAgentError" else message)
+        error = BuildFailed("{} failed: {}".format(what, message) if kind != "EdgeAgentError" else message)
         error.exit_code = exit_code
         raise error
     return outcome[1]

@@ -29,6 +29,7 @@ class BuildReport(NamedTuple):
             "fingerprint": self.prepared.fingerprint,
             "source": str(self.prepared.source),
             "engine_memory_bytes": manifest.get("build", {}).get("device_memory_bytes"),
+            "build_peak_rss_bytes": manifest.get("build", {}).get("peak_rss_bytes"),
             "tensorrt_version": manifest.get("fields", {}).get("tensorrt_version"),
             "gate": {k: v for k, v in self.gate.items() if k != "settings"},
             "fallbacks": [{"precision": a["precision"], "reason": a["gate"].get("reason")}
@@ -42,8 +43,11 @@ class BuildReport(NamedTuple):
                  "artifact: {} ({})".format(data["artifact"], _size(data["artifact_bytes"]))]
         if data["engine_memory_bytes"] is not None:
             lines.append("engine device memory: {}".format(_size(data["engine_memory_bytes"])))
+        if data["build_peak_rss_bytes"] is not None:
+            lines.append("build peak memory (host RSS of the build process): {}".format(
+                _size(data["build_peak_rss_bytes"])))
         for fallback in data["fallbacks"]:
-            lines.append("rejected {}: {}".format(fallback["precision"], fallback["reason"]))
+            lines.append("passed over {}: {}".format(fallback["precision"], fallback["reason"]))
         gate = data["gate"]
         if gate.get("iou_agreement") is None:
             lines.append("gate: not run ({})".format(gate.get("reason")))
