@@ -86,8 +86,11 @@ def run_isolated(target: str, kwargs: Dict[str, Any], what: str, progress: Progr
         failed.remember = child.exitcode is None or -child.exitcode not in _NOT_REMEMBERED
         raise failed
     if outcome[0] == "error":
-        _, kind, message, exit_code = outcome
-        error = BuildFailed("{} failed: {}".format(what, message) if kind != "EdgeAgentError" else message)
+        _, kind, message, exit_code, falls_back = outcome
+        # an input problem found in the child (an unreadable calibration image) is the user's to fix,
+        # not a failed build: a plain EngineError, which stops the preparation instead of falling back
+        error = (BuildFailed if falls_back else EngineError)(
+            "{} failed: {}".format(what, message) if kind != "EdgeAgentError" else message)
         error.exit_code = exit_code
         raise error
     return outcome[1]
@@ -127,9 +130,9 @@ def _child_main(target: str, kwargs: Dict[str, Any], messages: Any, level: int) 
         function = getattr(importlib.import_module(module_name), function_name)
         messages.put(("result", function(report=report, **kwargs)))
     except EdgeAgentError as exc:
-        messages.put(("error", "EdgeAgentError", str(exc), exc.exit_code))
+        messages.put(("error", "EdgeAgentError", str(exc), exc.exit_code, getattr(exc, "falls_back", True)))
     except Exception as exc:  # anything else still reaches the parent with its type, not a silent exit
         log.exception("%s failed", target)
-        messages.put(("error", type(exc).__name__, "{}: {}".format(type(exc).__name__, exc), 1))
+        messages.put(("error", type(exc).__name__, "{}: {}".format(type(exc).__name__, exc), 1, True))
     messages.close()
     messages.join_thread()
