@@ -63,6 +63,10 @@ class Reader(abc.ABC):
         """Decode the most recent grab (capture devices decode nothing older). Raises
         UndecodableFrame for a corrupt frame."""
 
+    def origin(self, grabbed: Any) -> Optional[str]:
+        """The file a grab came from, where that means something (folder images)."""
+        return None
+
     def read(self) -> Decoded:
         """The next frame, decoded."""
         return self.retrieve(self.grab())
@@ -112,6 +116,9 @@ class FolderReader(Reader):
             self._next = 0
         self._next += 1
         return self._files[self._next - 1]
+
+    def origin(self, grabbed: Path) -> Optional[str]:
+        return str(grabbed)
 
     def retrieve(self, grabbed: Path) -> Decoded:
         image = cv2.imread(str(grabbed), cv2.IMREAD_COLOR)
