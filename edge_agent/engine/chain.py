@@ -24,7 +24,7 @@ from edge_agent.engine.cache import CacheEntry, EngineCache, file_sha256, finger
 from edge_agent.engine.calibration import ImageSet, image_sets
 from edge_agent.engine.isolation import BuildFailed, run_isolated
 from edge_agent.engine.onnx_variants import check_model
-from edge_agent.engine.report import BuildReport
+from edge_agent.engine.report import BuildReport, fallbacks_of
 from edge_agent.errors import EngineError
 from edge_agent.paths import cache_dir
 
@@ -78,15 +78,23 @@ class Preparation:
                 continue
             attempts.append({"precision": precision, "cache": cache_state, "gate": verdict})
             if verdict.get("passed"):
-                fallbacks = [{"precision": a["precision"], "reason": a["gate"].get("reason")}
-                             for a in attempts if not a["gate"].get("passed")]
+                speed = None
+                if precision == "int8" and self._trt is not None and self._trt.int8_strongly_typed():
+                    from edge_agent.engine.speed import faster_of_int8_and_fp16
+
+                    (prepared, cache_state, verdict, manifest), speed = faster_of_int8_and_fp16(
+                        self._trt, (prepared, cache_state, verdict, manifest))
+                    if speed["served"] == "fp16":
+                        attempts[-1]["passed_over"] = speed["why"]
+                        attempts.append({"precision": "fp16", "cache": cache_state, "gate": verdict})
+                fallbacks = fallbacks_of(attempts)
                 if fallbacks:
                     log.warning("serving %s instead of %s: %s", precision.upper(), requested.upper(),
                                 "; ".join("{} {}".format(f["precision"].upper(), f["reason"]) for f in fallbacks))
                     prepared = prepared._replace(fallbacks=tuple(fallbacks))
                     manifest = self._record_fallbacks(prepared, manifest, fallbacks)
                 report = BuildReport(backend, requested, prepared, cache_state, time.monotonic() - started,
-                                     verdict, attempts, manifest)
+                                     verdict, attempts, manifest, speed)
                 self._prune(prepared.path)
                 return report
             log.warning("precision %s rejected by the accuracy gate (%s); falling back to the next precision",

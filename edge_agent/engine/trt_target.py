@@ -110,6 +110,10 @@ class TensorRTTarget:
                 "backend.dla_core to run on the GPU.".format(self.backend.dla_core, " and ".join(dynamic), n=n))
         return batch
 
+    def int8_strongly_typed(self) -> bool:
+        """INT8 from a strongly typed Q/DQ network (TensorRT 11): not sure to beat FP16, so it is timed."""
+        return self.backend.calibration_cache is None and not self.caps["int8_flag"]
+
     def workspace_bytes(self) -> int:
         mb = self.backend.workspace_mb or max(16, self.config.memory.limit_mb // 2)
         return mb * 2**20

@@ -52,6 +52,7 @@ class _State:
         self.initialized = False
         self.allocations = {}  # address -> nbytes of live device (and mapped) memory
         self.calls = []  # (function, thread name) of every context-dependent call, for assertions
+        self.primary = {}  # device number -> its one primary context (every Device object shares it)
 
     def stack(self):
         ident = threading.get_ident()
@@ -125,7 +126,6 @@ def make_fake_pycuda(integrated=False):
             if not state.initialized:
                 raise LogicError("cuDeviceGet failed: initialization error")
             self.number = number
-            self._primary = None
 
         def name(self):
             return "Fake GPU (integrated)" if integrated else "Fake GPU"
@@ -134,9 +134,7 @@ def make_fake_pycuda(integrated=False):
             return {device_attribute.INTEGRATED: int(integrated), device_attribute.CAN_MAP_HOST_MEMORY: 1}
 
         def retain_primary_context(self):
-            if self._primary is None:
-                self._primary = Context(self)
-            return self._primary
+            return state.primary.setdefault(self.number, Context(self))
 
     class Stream:
         def __init__(self, flags=0):
