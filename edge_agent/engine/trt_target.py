@@ -101,7 +101,7 @@ class TensorRTTarget:
         becomes pipeline.max_batch fixed (the runtime pads smaller batches); a dynamic profile that
         was configured on purpose is an error that says what to write instead."""
         n = self.config.pipeline.max_batch
-        if tuple(p.batch) == (1, 1, 0):
+        if tuple(p.batch) == tuple(type(p)().batch):  # the default profile, not one set on purpose
             batch = [n, n, n]
         dynamic = [label for label, values in (("batch", batch), ("height", height), ("width", width))
                    if len(set(values)) > 1]
