@@ -13,9 +13,12 @@ from typing_extensions import Annotated
 from edge_agent.backends.onnxruntime import OnnxRuntimeConfig
 from edge_agent.engine.config import EngineConfig, TensorRTConfig
 from edge_agent.ids import NAME_PATTERN
+from edge_agent.inspection_config import EvidenceConfig, SanityConfig, SinksConfig
 from edge_agent.rollout.config import RolloutConfig
 from edge_agent.sources.config import SourceConfig, SyntheticSourceConfig
 from edge_agent.telemetry.config import MqttConfig, PrometheusConfig, TelemetryConfig
+from edge_agent.tiling import TilingConfig
+from edge_agent.view.config import ViewConfig
 
 DEMO_MODEL = Path(__file__).resolve().parent / "models" / "defect_unet.onnx"
 # the demo model's input normalization, from its model card (edge_agent/models/MODEL_CARD.md)
@@ -51,6 +54,10 @@ class InputConfig(StrictModel):
     std: Optional[List[float]] = Field(
         None, description="Per-channel std divided by after the mean; null: 1 (none), except for the bundled demo "
                           "model, which gets its model card's 0.25.")
+    tiling: Optional[TilingConfig] = Field(None, description=(
+        "Run each frame as overlapping tiles (all tiles of a frame in one batch, regions stitched across tile "
+        "borders, boxes in frame pixels), so small defects keep their size; null: the whole frame in one pass. "
+        "pipeline.max_batch must hold every tile of a frame."))
 
     @property
     def channels(self) -> int:
@@ -175,11 +182,12 @@ class PipelineConfig(StrictModel):
         2.0, ge=0, le=1000, description="How long a partial batch waits for more sources' frames."
     )
     decode_threads: int = Field(0, ge=0, le=64, description=(
-        "Most frames decoded at the same time across all sources; 0: one less than the CPU cores (at least 1), "
-        "so decoding never takes every core from inference."))
-    decode_nice: int = Field(5, ge=0, le=19, description=(
-        "How much lower the source threads' CPU priority is than inference's (Linux nice steps; 0 keeps it "
-        "equal), so decoding yields to the frame loop when the CPU is short."))
+        "Most frames decoded at the same time across all sources; 0: as many as the CPU has cores, so however "
+        "many cameras there are, decoding never runs more threads than cores."))
+    decode_nice: int = Field(0, ge=0, le=19, description=(
+        "How much lower the source threads' CPU priority is than inference's (Linux nice steps), so decoding "
+        "yields to the frame loop when the CPU is short. 0 keeps it equal: on a board shared with other busy "
+        "services a lower priority can starve decoding instead."))
 
 
 class MemoryConfig(StrictModel):
@@ -219,6 +227,10 @@ class AgentConfig(StrictModel):
     telemetry: TelemetryConfig = Field(TelemetryConfig(), description="What telemetry reports, whatever the transport.")
     prometheus: PrometheusConfig = Field(PrometheusConfig(), description="Prometheus /metrics (off by default).")
     paths: PathsConfig = Field(PathsConfig(), description="Where state and caches live.")
+    sinks: SinksConfig = Field(SinksConfig(), description="Local result sinks besides MQTT (the jsonl file).")
+    evidence: EvidenceConfig = Field(EvidenceConfig(), description="Saved NG frames with overlay and verdict.")
+    sanity: SanityConfig = Field(SanityConfig(), description="Warnings when the model's outputs look wrong.")
+    view: ViewConfig = Field(ViewConfig(), description="The technician's live view in a browser (off by default).")
     rollout: RolloutConfig = Field(RolloutConfig(), description="Model rollouts: download, build beside the "
                                                                 "serving model, gate, swap, rollback (docs/fleet.md).")
     logging: LoggingConfig = Field(LoggingConfig(), description="Logging.")

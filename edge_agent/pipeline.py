@@ -9,16 +9,19 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edge_agent.backends.base import Backend
 from edge_agent.config import AgentConfig
+from edge_agent.errors import ConfigError
 from edge_agent.metrics import Registry
-from edge_agent.postprocess import DefectRegion, Postprocessor
+from edge_agent.postprocess import DefectRegion, Postprocessor, mask_in_frame
 from edge_agent.preprocess import Geometry, Preprocessor
+from edge_agent.sanity import SanityWatch
 from edge_agent.sources import Frame, FrameBoard, SourceRunner
+from edge_agent.tiling import Stitcher, TilePlan, expected_tiles
 
 log = logging.getLogger(__name__)
 
@@ -26,23 +29,37 @@ STAGES = ("preprocess", "infer", "postprocess", "sink")
 
 
 class InferenceResult(NamedTuple):
-    """One frame's outcome. `frame.image` is only valid during the sink call: copy what you keep."""
+    """One frame's outcome. `frame.image` and `defect_mask` are only valid during the sink call: copy
+    what you keep. `notes` lets an earlier sink tell later ones about this frame (the evidence store
+    names its file there for the MQTT event and the jsonl line)."""
 
     frame: Frame
     regions: List[DefectRegion]
     geometry: Geometry
     latency_ms: float  # capture to result
     batch_size: int
+    defect_mask: Optional[np.ndarray] = None  # 1 where a reported defect lies, at the output's resolution
+    mask_geometry: Optional[Geometry] = None  # frame <-> defect_mask pixels
+    notes: Optional[Dict[str, Any]] = None
+
+    def frame_mask(self) -> Optional[np.ndarray]:
+        """The defect mask at the frame's size (allocates: for sinks off the live path or sampled)."""
+        if self.defect_mask is None or self.mask_geometry is None:
+            return None
+        return mask_in_frame(self.defect_mask, self.mask_geometry)
 
 
 class _Batch:
-    """Frames taken together and where their pixels went; two alternate in the frame loop."""
+    """Frames taken together and where their pixels went; two alternate in the frame loop. Without
+    tiling frame i fills input row i; with tiling it fills rows first[i] .. first[i] + tiles - 1."""
 
-    __slots__ = ("frames", "geometries", "submitted")
+    __slots__ = ("frames", "geometries", "plans", "rows", "submitted")
 
     def __init__(self, max_batch: int) -> None:
         self.frames: List[Frame] = []
         self.geometries: List[Optional[Geometry]] = [None] * max_batch
+        self.plans: List[Optional[TilePlan]] = [None] * max_batch
+        self.rows = 0  # input rows used: frames, or tiles of all frames
         self.submitted = 0.0
 
 
@@ -55,7 +72,7 @@ class _Swap:
         self.backend = backend
         self.config = config
         # built here, on the caller's thread: a model that does not fit fails before the loop waits
-        self.preprocess = Preprocessor(config.model.input)
+        self.preprocess = Preprocessor(config.model.input, backend.input_buffer.dtype)
         self.postprocess = Postprocessor(config.model, backend.output_spec.shape[1:])
         self.done = threading.Event()
         self.old: Optional[Backend] = None
@@ -80,10 +97,14 @@ class Pipeline:
         self.sinks = list(sinks)
         self.preprocess = Preprocessor(config.model.input, backend.input_buffer.dtype)
         self.postprocess = Postprocessor(config.model, backend.output_spec.shape[1:])
+        self._use_tiling(config, backend)
+        self.sanity = SanityWatch(config.sanity, config.model, registry) if config.sanity.enabled else None
+        self._notes: Dict[str, Any] = {}  # one dict, cleared per frame
         names = [s.name for s in config.sources]
         settings = config.pipeline
-        decoders = settings.decode_threads or max(1, (os.cpu_count() or 2) - 1)
-        self.board = FrameBoard(names, registry, demand=settings.max_batch, decode_threads=decoders)
+        decoders = settings.decode_threads or os.cpu_count() or 1
+        self.board = FrameBoard(names, registry, demand=max(1, settings.max_batch // self._tiles),
+                                decode_threads=decoders)
         self.runners = [SourceRunner(s, self.board, registry, nice=settings.decode_nice) for s in config.sources]
         self._batches = (_Batch(config.pipeline.max_batch), _Batch(config.pipeline.max_batch))
         self._stage_ms = {s: registry.histogram("stage_ms", stage=s) for s in STAGES}
@@ -155,7 +176,7 @@ class Pipeline:
             limited = (max_frames is not None and taken >= max_frames) or (
                 end is not None and time.monotonic() >= end)
             if not staged.frames and not stop.is_set() and not limited and not swapping:
-                limit = self.config.pipeline.max_batch
+                limit = max(1, self.config.pipeline.max_batch // self._tiles)
                 if max_frames is not None:
                     limit = min(limit, max_frames - taken)
                 self._stage(staged, limit, 0.0 if in_flight else 0.1)
@@ -216,6 +237,9 @@ class Pipeline:
         config, backend = request.config, request.backend
         request.old, self.backend = self.backend, backend
         self.config, self.preprocess, self.postprocess = config, request.preprocess, request.postprocess
+        self._use_tiling(config, backend)
+        self.board.demand = max(1, config.pipeline.max_batch // self._tiles)
+        self.sanity = SanityWatch(config.sanity, config.model, self.registry) if config.sanity.enabled else None
         for name in config.model.output.defect_classes:
             if name not in self._defects:
                 self._defects[name] = self.registry.counter("defects", **{"class": name})
@@ -225,6 +249,14 @@ class Pipeline:
                  backend.model.precision, backend.model.source.name)
         request.done.set()
 
+    def _use_tiling(self, config: AgentConfig, backend: Backend) -> None:
+        """Tiling state for a model (at start and when a new backend is swapped in)."""
+        tiling = config.model.input.tiling
+        self.stitcher = None if tiling is None else Stitcher(
+            tiling, backend.output_spec.shape[1:], config.model.output.layout)
+        self._tiled_post: Dict[Tuple[int, int], Postprocessor] = {}  # one per stitched size
+        self._tiles = expected_tiles(config) or 1  # per frame; learnt from the first frame when unknown
+
     def _other(self, batch: "_Batch") -> "_Batch":
         return self._batches[1] if batch is self._batches[0] else self._batches[0]
 
@@ -233,40 +265,78 @@ class Pipeline:
         While a batch is in flight (`timeout_s` 0) the take still waits up to max_wait_ms for
         asked sources: the backend is busy anyway, and a fuller batch serves more cameras."""
         max_wait = self.config.pipeline.max_wait_ms / 1000.0
-        if self.board.take(limit, max_wait, timeout_s or max_wait, batch.frames) == 0:
+        cost = None if self.stitcher is None else self._tile_count
+        if self.board.take(limit, max_wait, timeout_s or max_wait, batch.frames, cost=cost,
+                           capacity=self.config.pipeline.max_batch) == 0:
             return
         buffer = self.backend.input_buffer
         started = time.monotonic()
+        row = 0
         for i, frame in enumerate(batch.frames):
-            batch.geometries[i] = self.preprocess(frame.image, buffer[i])
+            if self.stitcher is None:
+                batch.geometries[i] = self.preprocess(frame.image, buffer[row])
+                row += 1
+                continue
+            height, width = frame.image.shape[:2]
+            plan = batch.plans[i] = self.stitcher.plan(width, height)
+            for x, y, w, h in plan.windows:
+                self.preprocess(frame.image[y:y + h, x:x + w], buffer[row])
+                row += 1
+        batch.rows = row
         self._stage_ms["preprocess"].observe((time.monotonic() - started) * 1000.0)
+
+    def _tile_count(self, frame: Frame) -> int:
+        """Input rows that `frame` needs (the board takes only frames whose tiles all fit)."""
+        height, width = frame.image.shape[:2]
+        tiles = len(self.stitcher.plan(width, height).windows)
+        if tiles > self.config.pipeline.max_batch:
+            raise ConfigError(
+                "a {}x{} frame from source {} makes {} tiles of {}x{} (overlap {}) but pipeline.max_batch is {}: "
+                "the tiles of one frame go in one batch, so set pipeline.max_batch to at least {} or use larger "
+                "tiles (model.input.tiling.tile)".format(
+                    width, height, frame.source, tiles, *self.stitcher.tiling.tile, self.stitcher.tiling.overlap,
+                    self.config.pipeline.max_batch, tiles))
+        if tiles != self._tiles:
+            self._tiles = tiles
+            self.board.demand = max(1, self.config.pipeline.max_batch // tiles)
+        return tiles
 
     def _submit(self, batch: "_Batch") -> None:
         batch.submitted = time.monotonic()
-        self.backend.submit(len(batch.frames))
+        self.backend.submit(batch.rows)
 
     def _wait(self, batch: "_Batch") -> np.ndarray:
         outputs = self.backend.wait()
         watch = self.output_watch
         if watch is not None:
-            watch(outputs[:len(batch.frames)])
+            watch(outputs[:batch.rows])
         self._stage_ms["infer"].observe((time.monotonic() - batch.submitted) * 1000.0)
         self._inference_batches.inc()
-        self._batch_sizes[len(batch.frames) - 1].inc()
-        self._items.inc(len(batch.frames))
+        self._batch_sizes[batch.rows - 1].inc()
+        self._items.inc(batch.rows)
         return outputs
 
     def _finish(self, batch: "_Batch", outputs: np.ndarray) -> None:
         n = len(batch.frames)
+        row = 0
         for i, frame in enumerate(batch.frames):
             t3 = time.monotonic()
-            geometry = batch.geometries[i]
-            regions = self.postprocess(outputs[i], geometry)
+            if self.stitcher is None:
+                postprocess, output, geometry = self.postprocess, outputs[row], batch.geometries[i]
+                row += 1
+            else:
+                postprocess, output, geometry = self._stitched(frame, batch.plans[i], outputs[row:])
+                row += len(batch.plans[i].windows)
+            regions = postprocess(output, geometry)
+            if self.sanity is not None:
+                self.sanity.observe(output, regions, frame.image.shape[0] * frame.image.shape[1])
             if frame.truth is not None:
-                self._score_against_truth(frame, geometry)
+                self._score_against_truth(frame, postprocess, geometry)
             t4 = time.monotonic()
             latency = (t4 - frame.captured) * 1000.0
-            result = InferenceResult(frame, regions, geometry, latency, n)
+            self._notes.clear()
+            result = InferenceResult(frame, regions, geometry, latency, n, postprocess.defect_mask,
+                                     postprocess.output_geometry(geometry), self._notes)
             for sink in self.sinks:
                 sink.on_result(result)
             t5 = time.monotonic()
@@ -282,8 +352,20 @@ class Pipeline:
             self.frames += 1
         batch.frames.clear()
 
-    def _score_against_truth(self, frame: Frame, geometry: Geometry) -> None:
-        predicted = self.postprocess.frame_mask(geometry).astype(bool)
+    def _stitched(self, frame: Frame, plan: TilePlan, outputs: np.ndarray) -> Tuple[Postprocessor, np.ndarray,
+                                                                                     Geometry]:
+        """The frame's tiles' outputs stitched into one, its postprocessor and its geometry."""
+        height, width = frame.image.shape[:2]
+        stitched = self.stitcher.stitch(outputs[:len(plan.windows)], plan, width, height)
+        postprocess = self._tiled_post.get((width, height))
+        if postprocess is None:
+            # the stitched geometry maps stitched output pixels to frame pixels directly
+            postprocess = self._tiled_post[(width, height)] = Postprocessor(self.config.model, stitched.shape,
+                                                                            ratio=(1.0, 1.0))
+        return postprocess, stitched, Geometry(plan.scale_x, plan.scale_y, 0, 0, 0, 0, width, height)
+
+    def _score_against_truth(self, frame: Frame, postprocess: Postprocessor, geometry: Geometry) -> None:
+        predicted = postprocess.frame_mask(geometry).astype(bool)
         truth = frame.truth > 0
         self._truth_intersection.inc(int((predicted & truth).sum()))
         self._truth_union.inc(int((predicted | truth).sum()))

@@ -28,7 +28,8 @@ class DefectRegion(NamedTuple):
 
 
 class Postprocessor:
-    def __init__(self, model: ModelConfig, output_shape: Tuple[int, ...]) -> None:
+    def __init__(self, model: ModelConfig, output_shape: Tuple[int, ...],
+                 ratio: Optional[Tuple[float, float]] = None) -> None:
         """`output_shape` is one sample's output shape (C, H, W) or (H, W, C) as the model gives it, or
         (H, W) / one channel for a class-index map. An output smaller than the input (a model that
         predicts at 1/2 resolution) is mapped back to the input's pixels, then to the frame's."""
@@ -45,8 +46,9 @@ class Postprocessor:
                 "{}); list one class name per output channel".format(
                     channels, expected, len(out.classes), ", ".join(out.classes)))
         height, width = output_shape[1:] if out.layout == "NCHW" else output_shape[:2]
-        # output pixel -> model-input pixel: 1.0 when the output has the input's resolution
-        self.ratio = (width / model.input.width, height / model.input.height)
+        # output pixel -> model-input pixel: 1.0 when the output has the input's resolution; a caller
+        # whose geometry already maps output pixels (tiling's stitched output) passes (1.0, 1.0)
+        self.ratio = ratio or (width / model.input.width, height / model.input.height)
         self.activation = out.activation
         self.classes = [(index, name) + model.thresholds.for_class(name)
                         for index, name in enumerate(out.classes) if name != out.background]
@@ -165,13 +167,17 @@ class Postprocessor:
 
     def frame_mask(self, geometry: Geometry) -> np.ndarray:
         """The reported-defect mask mapped back to the frame's size (uint8, 1 = defect)."""
-        geometry = self.output_geometry(geometry)
-        matrix = np.array([
-            [geometry.scale_x, 0, geometry.pad_x - geometry.crop_x * geometry.scale_x + 0.5 * geometry.scale_x - 0.5],
-            [0, geometry.scale_y, geometry.pad_y - geometry.crop_y * geometry.scale_y + 0.5 * geometry.scale_y - 0.5],
-        ])
-        return cv2.warpAffine(self.defect_mask, matrix, (geometry.frame_width, geometry.frame_height),
-                              flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
+        return mask_in_frame(self.defect_mask, self.output_geometry(geometry))
+
+
+def mask_in_frame(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """A mask at the output's resolution mapped to the frame's size; `geometry` maps frame <-> mask pixels."""
+    matrix = np.array([
+        [geometry.scale_x, 0, geometry.pad_x - geometry.crop_x * geometry.scale_x + 0.5 * geometry.scale_x - 0.5],
+        [0, geometry.scale_y, geometry.pad_y - geometry.crop_y * geometry.scale_y + 0.5 * geometry.scale_y - 0.5],
+    ])
+    return cv2.warpAffine(mask, matrix, (geometry.frame_width, geometry.frame_height),
+                          flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
 
 
 def _to_frame(x: int, y: int, w: int, h: int, g: Geometry) -> Tuple[int, int, int, int]:

@@ -20,7 +20,7 @@ def checks(config: Any) -> List[CheckResult]:
 
 
 def _source(source: Any) -> CheckResult:
-    from edge_agent.sources import EndOfStream, SourceError, open_reader
+    from edge_agent.sources import EndOfStream, SourceError, UndecodableFrame, open_reader
 
     name = "source " + source.name
     reader = open_reader(source)
@@ -33,7 +33,10 @@ def _source(source: Any) -> CheckResult:
     shape = None
     try:
         while time.monotonic() - started < SOURCE_SECONDS:
-            image, _ = reader.read()
+            try:
+                image, _ = reader.read()
+            except UndecodableFrame:
+                continue  # a corrupt image in a folder; the agent skips it the same way
             shape = image.shape
             frames += 1
     except EndOfStream:

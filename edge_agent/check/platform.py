@@ -25,6 +25,7 @@ def checks() -> List[CheckResult]:
     results += _numpy_opencv(jetson)
     results += [_onnxruntime(), _tensorrt(jetson), _cuda(jetson), _cudnn(jetson), _pycuda(jetson), _cpu(), _gpu(jetson)]
     results += _power(jetson)
+    results.append(_gstreamer(jetson))
     return results
 
 
@@ -90,6 +91,29 @@ def _numpy_opencv(l4t: Optional[str]) -> List[CheckResult]:
     else:
         results.append(CheckResult("opencv", PASS, detail))
     return results
+
+
+def _gstreamer(l4t: Optional[str]) -> CheckResult:
+    """Whether the Jetson hardware decode elements are there (docs/sources.md has the pipelines)."""
+    from edge_agent.sources.gstreamer import element_status
+
+    status = element_status()
+    if all(v is None for v in status.values()):
+        detail = "GStreamer tools not installed (gst-inspect-1.0): hardware decode elements unknown"
+        if l4t is None:
+            return CheckResult("gstreamer", INFO, detail + "; not needed for files, folders or USB cameras")
+        return CheckResult("gstreamer", WARN, detail, "sudo apt install gstreamer1.0-tools nvidia-l4t-gstreamer")
+    present = [name for name, ok in status.items() if ok]
+    missing = [name for name, ok in status.items() if not ok]
+    detail = "hardware decode elements: {}{}".format(
+        ", ".join(present) or "none", "; missing " + ", ".join(missing) if missing else "")
+    if not missing:
+        return CheckResult("gstreamer", PASS, detail)
+    if l4t is None:
+        return CheckResult("gstreamer", INFO, detail + " (not a Jetson: use the software pipelines, avdec_h264 / "
+                                                       "jpegdec)")
+    return CheckResult("gstreamer", WARN, detail, "sudo apt install nvidia-l4t-gstreamer (JetPack's GStreamer "
+                                                  "plugins), then run `edge-agent check` again")
 
 
 def _onnxruntime() -> CheckResult:

@@ -63,7 +63,9 @@ class EngineConfig(_Strict):
 
 class ShapeProfile(_Strict):
     batch: Tuple[int, int, int] = Field(
-        (1, 1, 0), description="min, opt, max batch of the optimization profile; a 0 takes pipeline.max_batch.")
+        (1, 0, 0), description="min, opt, max batch of the optimization profile. A 0 takes: min 1; opt the typical "
+                               "batch (one frame, every tile of it, from each source, as many as pipeline.max_batch "
+                               "holds); max pipeline.max_batch.")
     height: Tuple[int, int, int] = Field(
         (0, 0, 0), description="min, opt, max input height; a 0 takes model.input.height.")
     width: Tuple[int, int, int] = Field(

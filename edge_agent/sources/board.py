@@ -14,7 +14,7 @@ are decoded at once and the frame loop keeps its share of the CPU.
 
 import threading
 import time
-from typing import Dict, List, NamedTuple, Optional, Set, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 import numpy as np
 
@@ -38,6 +38,8 @@ class FrameBoard:
         self._slots: Dict[str, Optional[Frame]] = {name: None for name in names}
         self._order = list(names)  # round robin: the longest unserved source first
         self._wanted: Set[str] = set()
+        # one signal per source: an ask wakes only the source asked, not every source thread
+        self._asked = {name: threading.Event() for name in names}
         self._open = set(names)  # not finished
         self._away: Set[str] = set()  # retrying after a failure
         self._cond = threading.Condition()
@@ -62,15 +64,8 @@ class FrameBoard:
             return name in self._wanted and self._slots[name] is None
 
     def wait_wanted(self, name: str, timeout_s: float, stop: threading.Event) -> bool:
-        """Wait up to `timeout_s` for the batcher to ask `name` for a frame."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while not (name in self._wanted and self._slots[name] is None):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or stop.is_set():
-                    return False
-                self._cond.wait(remaining)
-            return True
+        """Wait up to `timeout_s` for the batcher to ask `name` for a frame (or for `wake`)."""
+        return self._asked[name].wait(timeout_s) and not stop.is_set() and self.wants(name)
 
     def put(self, frame: Frame, wait: bool, stop: threading.Event) -> None:
         """Deliver a decoded frame. `wait`: hold until the slot is free (nothing lost); otherwise a
@@ -82,7 +77,7 @@ class FrameBoard:
             if self._slots[frame.source] is not None:
                 self.dropped(frame.source, "overwritten").inc()
             self._slots[frame.source] = frame
-            self._wanted.discard(frame.source)
+            self._unask(frame.source)
             self._cond.notify_all()
 
     def set_away(self, name: str, away: bool) -> None:
@@ -90,7 +85,7 @@ class FrameBoard:
         with self._cond:
             if away:
                 self._away.add(name)
-                self._wanted.discard(name)
+                self._unask(name)
             else:
                 self._away.discard(name)
             self._rearm()
@@ -100,7 +95,7 @@ class FrameBoard:
         """The source will deliver nothing more (end of file, or stopped)."""
         with self._cond:
             self._open.discard(name)
-            self._wanted.discard(name)
+            self._unask(name)
             self._rearm()
             self._cond.notify_all()
 
@@ -110,11 +105,14 @@ class FrameBoard:
         with self._cond:
             return not self._open and all(f is None for f in self._slots.values())
 
-    def take(self, max_batch: int, max_wait_s: float, timeout_s: float, out: List[Frame]) -> int:
+    def take(self, max_batch: int, max_wait_s: float, timeout_s: float, out: List[Frame],
+             cost: Optional[Callable[[Frame], int]] = None, capacity: Optional[int] = None) -> int:
         """Fill `out` with up to max_batch frames from distinct sources, round-robin; returns how many.
 
         Waits up to `timeout_s` for a first frame, then up to `max_wait_s` for the other asked
-        sources to deliver: the batch is as large as the load makes it within that wait."""
+        sources to deliver: the batch is as large as the load makes it within that wait. With
+        `cost` (input rows a frame needs, e.g. its tiles) the frames' costs stay within `capacity`;
+        a frame that does not fit stays in its slot and keeps its turn."""
         out.clear()
         deadline = time.monotonic() + timeout_s
         with self._cond:
@@ -130,9 +128,14 @@ class FrameBoard:
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
+            used = 0
             for name in list(self._order):
                 frame = self._slots[name]
                 if frame is not None and len(out) < max_batch:
+                    rows = 1 if cost is None else cost(frame)
+                    if capacity is not None and used + rows > capacity:
+                        continue
+                    used += rows
                     out.append(frame)
                     self._slots[name] = None
                     self._order.remove(name)
@@ -157,7 +160,12 @@ class FrameBoard:
             if (name in self._open and name not in self._away and name not in self._wanted
                     and self._slots[name] is None):
                 self._wanted.add(name)
+                self._asked[name].set()
                 outstanding += 1
+
+    def _unask(self, name: str) -> None:
+        self._wanted.discard(name)
+        self._asked[name].clear()
 
     def discard_unserved(self) -> int:
         """At shutdown, after the sources stopped: frames still in slots are counted as dropped
@@ -169,6 +177,10 @@ class FrameBoard:
                 self.dropped(name, "stopped").inc()
             return len(names)
 
-    def wake(self) -> None:
+    def wake(self, name: Optional[str] = None) -> None:
+        """Wake the threads waiting on the board; with `name`, also that source if it waits to be
+        asked (it is stopping)."""
         with self._cond:
             self._cond.notify_all()
+        if name is not None:
+            self._asked[name].set()

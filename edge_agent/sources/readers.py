@@ -209,8 +209,16 @@ def open_reader(config: Any) -> Reader:
     if isinstance(config, RtspSourceConfig):
         return CaptureReader(config.url, cv2.CAP_FFMPEG, "RTSP stream {}".format(mask_url(config.url)), live=True)
     if isinstance(config, GstreamerSourceConfig):
+        if not opencv_has_gstreamer():
+            from edge_agent.sources.gstreamer import GstLaunchReader
+
+            return GstLaunchReader(config.pipeline, "GStreamer pipeline of source {}".format(config.name))
         return CaptureReader(config.pipeline, cv2.CAP_GSTREAMER, "GStreamer pipeline", live=True)
     raise TypeError("unknown source config {!r}".format(config))
+
+
+def opencv_has_gstreamer() -> bool:
+    return re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()) is not None
 
 
 def _fourcc(capture: Any) -> str:
@@ -224,8 +232,6 @@ def mask_url(url: str) -> str:
 
 
 def _open_hint(target: Any, backend: int) -> str:
-    if backend == cv2.CAP_GSTREAMER and "GStreamer:                   YES" not in cv2.getBuildInformation():
-        return ": this OpenCV has no GStreamer support (use the system OpenCV on Jetson)"
     if isinstance(target, str) and target.startswith("/dev/") and not Path(target).exists():
         return ": {} does not exist (is the camera plugged in? `ls /dev/video*`)".format(target)
     if isinstance(target, str) and target.startswith("/dev/"):

@@ -56,7 +56,7 @@ class SourceRunner:
 
     def stop(self) -> None:
         self._stop.set()
-        self._board.wake()
+        self._board.wake(self.name)
 
     def join(self, timeout: float = 5.0) -> None:
         self._thread.join(timeout)
