@@ -19,9 +19,7 @@ class TelemetryChecks:
         self.registry = registry
         self.health = health
         self.event_queue_size = event_queue_size
-        self._processed = -1
-        self._captured_at_progress = 0
-        self._progress_at = time.monotonic()
+        self.stall = StallCheck(registry, health)
         self._next = 0.0
 
     def run(self, outbox: Outbox, backlog: int, link_up: bool, now: Optional[float] = None) -> None:
@@ -29,7 +27,7 @@ class TelemetryChecks:
         if now < self._next:
             return
         self._next = now + CHECK_INTERVAL_S
-        self._pipeline(now)
+        self.stall.run(now)
         # Reasons change only when the situation does (a step, not every count): each change
         # republishes the retained status.
         fill = _step(outbox.size_bytes / outbox.max_bytes if outbox.max_bytes else 0.0, OUTBOX_FILLING)
@@ -40,7 +38,21 @@ class TelemetryChecks:
                            "backlog: over {:.0f} % of mqtt.event_queue_size frames wait for the outbox".format(
                                full * 100))
 
-    def _pipeline(self, now: float) -> None:
+
+
+class StallCheck:
+    """The frame loop is stuck when sources keep capturing but nothing is processed for STALL_S.
+    Run by the telemetry thread, or by the Prometheus exporter at each scrape when MQTT is off."""
+
+    def __init__(self, registry: Registry, health: Health) -> None:
+        self.registry = registry
+        self.health = health
+        self._processed = -1
+        self._captured_at_progress = 0
+        self._progress_at = time.monotonic()
+
+    def run(self, now: Optional[float] = None) -> None:
+        now = time.monotonic() if now is None else now
         processed = self.registry.counter_total("frames_processed")
         captured = self.registry.counter_total("frames_captured")
         if processed != self._processed:

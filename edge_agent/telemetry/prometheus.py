@@ -18,6 +18,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from edge_agent import __version__
 from edge_agent.errors import ConfigError
 from edge_agent.metrics import BUCKET_BOUNDS, Registry
+from edge_agent.telemetry.checks import StallCheck
 from edge_agent.telemetry.window import base_name, describe
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,9 @@ def parse_listen(text: str) -> Tuple[str, int]:
 class RegistryCollector:
     """A prometheus_client collector that turns the registry into metric families at each scrape."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, stall: Optional[StallCheck] = None) -> None:
         self.registry = registry
+        self.stall = stall  # set when no telemetry thread runs the health checks (MQTT off)
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import (
@@ -90,6 +92,8 @@ class RegistryCollector:
                                                                        total_sum * factor)
         yield from families.values()
 
+        if self.stall is not None:
+            self.stall.run()
         snapshot = self.registry.health.snapshot()
         degraded = GaugeMetricFamily(PREFIX + "health_degraded", "1 while any component reports a problem "
                                      "(the MQTT status says which, with reasons)")
@@ -116,7 +120,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class PrometheusExporter:
-    def __init__(self, registry: Registry, listen: str) -> None:
+    def __init__(self, registry: Registry, listen: str, check_stalls: bool = False) -> None:
         self.host, self.port = parse_listen(listen)
         try:
             from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -125,7 +129,8 @@ class PrometheusExporter:
             raise ConfigError("prometheus.listen is set but prometheus_client is not installed: "
                               "pip install 'edge-agent[prometheus]' (or unset prometheus.listen)") from None
         self.collectors = CollectorRegistry()
-        self.collectors.register(RegistryCollector(registry))
+        self.collectors.register(RegistryCollector(registry, StallCheck(registry, registry.health)
+                                                   if check_stalls else None))
         ProcessCollector(registry=self.collectors)  # process_resident_memory_bytes, cpu seconds...
         self._app = make_wsgi_app(self.collectors)
         self._server: Optional[WSGIServer] = None
@@ -154,4 +159,5 @@ def open_prometheus(config: Any, registry: Registry) -> Optional[PrometheusExpor
     """A started exporter when prometheus.listen is set, else None."""
     if not config.prometheus.listen:
         return None
-    return PrometheusExporter(registry, config.prometheus.listen).start()
+    # With MQTT on, the telemetry thread runs the health checks; without it, each scrape does.
+    return PrometheusExporter(registry, config.prometheus.listen, check_stalls=not config.mqtt.enabled).start()

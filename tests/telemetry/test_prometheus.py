@@ -98,3 +98,25 @@ def test_prometheus_scrapes_labels_and_buckets_and_the_dashboard_queries_work(tm
         prom.wait(20)
         prom_log.close()
         assert stop_agent(agent) == 0, (tmp_path / "agent.log").read_text()[-2000:]
+
+
+def test_without_mqtt_each_scrape_checks_for_a_stalled_pipeline():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from edge_agent.metrics import Registry
+    from edge_agent.telemetry.checks import STALL_S, StallCheck
+    from edge_agent.telemetry.prometheus import RegistryCollector
+
+    registry = Registry()
+    registry.counter("frames_processed", source="cam0").inc(3)
+    captured = registry.counter("frames_captured", source="cam0")
+    captured.inc(3)
+    stall = StallCheck(registry, registry.health)
+    scrape = CollectorRegistry()
+    scrape.register(RegistryCollector(registry, stall))
+    assert b"edge_agent_health_degraded 0.0" in generate_latest(scrape)
+    captured.inc(20)  # the camera goes on, the frame loop does not ...
+    stall._progress_at -= STALL_S + 1  # ... for longer than STALL_S
+    text = generate_latest(scrape).decode()
+    assert "edge_agent_health_degraded 1.0" in text
+    assert 'edge_agent_health_problem{component="pipeline"} 1.0' in text
