@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional
 
 from edge_agent.engine import Progress
 from edge_agent.errors import EdgeAgentError, EngineError
+from edge_agent.log_setup import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def _exit_cause(code: Optional[int]) -> str:
 
 
 def _child_main(target: str, kwargs: Dict[str, Any], messages: Any, level: int) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s[build]: %(message)s")
+    setup_logging(level, tag="[build]")
     module_name, function_name = target.split(":")
 
     def report(text: str, fraction: Optional[float] = None) -> None:
