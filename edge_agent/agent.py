@@ -5,21 +5,26 @@ import logging
 from typing import Iterator, Optional, Sequence
 
 from edge_agent.backends import create_backend
-from edge_agent.backends.base import Backend
+from edge_agent.backends.base import Backend, PreparedModel
 from edge_agent.budget import MemoryBudget
 from edge_agent.config import AgentConfig
 from edge_agent.engine import Progress, prepare_model
 from edge_agent.metrics import Registry
+from edge_agent.modelcheck import verify
 from edge_agent.pipeline import Pipeline, ResultSink
 
 log = logging.getLogger(__name__)
 
 
-@contextlib.contextmanager
-def open_backend(config: AgentConfig, progress: Optional[Progress] = None) -> Iterator[Backend]:
-    """Prepare the model for the configured precision, admit its memory plan against the budget
-    (BudgetExceeded before anything is allocated), open the backend, close it on exit."""
-    prepared = prepare_model(config, progress=progress)
+def load_backend(config: AgentConfig, progress: Optional[Progress] = None,
+                 prepared: Optional[PreparedModel] = None) -> Backend:
+    """Prepare the model for the configured precision (unless `prepared` is given), admit its memory
+    plan against the budget (BudgetExceeded before anything is allocated), open the backend; the
+    caller closes it. The model is compared with the config first (modelcheck): a mismatch is one
+    ModelError line per problem, before anything is built or loaded."""
+    verify(config.model)
+    if prepared is None:
+        prepared = prepare_model(config, progress=progress)
     backend = create_backend(prepared, config)
     backend.slots = config.memory.slots
     backend.budget = MemoryBudget(config.memory.limit_mb, config.memory.margin_mb)
@@ -27,6 +32,13 @@ def open_backend(config: AgentConfig, progress: Optional[Progress] = None) -> It
     log.info("memory plan admitted: %.1f MB of %d MB (%.1f MB available)", report.total_bytes / 2**20,
              config.memory.limit_mb, report.available_bytes / 2**20)
     backend.open()
+    return backend
+
+
+@contextlib.contextmanager
+def open_backend(config: AgentConfig, progress: Optional[Progress] = None) -> Iterator[Backend]:
+    """`load_backend` that closes the backend on exit."""
+    backend = load_backend(config, progress)
     try:
         yield backend
     finally:
@@ -50,3 +62,5 @@ def running_pipeline(config: AgentConfig, registry: Registry,
             yield pipeline
         finally:
             pipeline.stop()
+            if pipeline.backend is not backend:  # a rollout swapped another one in: it is ours to close
+                pipeline.backend.close()

@@ -41,7 +41,7 @@ def collect(config_path: Optional[str]) -> List[CheckResult]:
     # OpenCV's own "[ WARN:0@0.1] ... can't open camera by index" lines would garble the report: the
     # source checks say it in one line with the fix.
     os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
-    from edge_agent.check import host, installation, io, platform
+    from edge_agent.check import host, installation, io, model, platform
     from edge_agent.config_loader import load_config
 
     results = [CheckResult("edge-agent", INFO, __version__)]
@@ -57,7 +57,7 @@ def collect(config_path: Optional[str]) -> List[CheckResult]:
     limit_mb = config.memory.limit_mb if config is not None else None
     checks: List[Callable[[], List[CheckResult]]] = [platform.checks, lambda: installation.checks(limit_mb)]
     if config is not None:
-        checks += [lambda: host.checks(config), lambda: io.checks(config)]
+        checks += [lambda: model.checks(config), lambda: host.checks(config), lambda: io.checks(config)]
     else:
         checks += [lambda: host.checks(None)]
     for check in checks:
