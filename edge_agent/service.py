@@ -34,6 +34,7 @@ from edge_agent.rollout.session import effective_config, rollout_session
 from edge_agent.sdnotify import Notifier
 from edge_agent.service_watchdog import Watchdog
 from edge_agent.telemetry import open_telemetry, pipeline_facts
+from edge_agent.telemetry.prometheus import open_prometheus
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class Daemon:
         self.notifier = notifier if notifier is not None else Notifier.from_environment()
         self.registry = Registry()
         self.telemetry: Any = None
+        self.exporter: Any = None  # Prometheus /metrics, when prometheus.listen is set
         self.stop_requested = threading.Event()
         self.reload_requested = threading.Event()
         self.wake = threading.Event()
@@ -113,6 +115,7 @@ class Daemon:
         self.watchdog.start()
         code = 1
         try:
+            self.exporter = open_prometheus(self.config, self.registry)
             self.telemetry = open_telemetry(self.config, self.registry)
             while True:
                 outcome = self._serve(self.config)
@@ -126,6 +129,8 @@ class Daemon:
             if self.telemetry is not None:
                 self.telemetry.close(FLUSH_TIMEOUT_S)
                 self.telemetry = None
+            if self.exporter is not None:
+                self.exporter.close()
             self.watchdog.stop()
             faulthandler.unregister(signal.SIGUSR1)
             for sig, handler in previous.items():

@@ -42,6 +42,7 @@ class SourceRunner:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="source-" + self.name, daemon=True)
         self._nice = nice
+        self._health = registry.health
         self._captured = registry.counter("frames_captured", source=self.name)
         self._decoded = registry.counter("frames_decoded", source=self.name)
         self._failures = registry.counter("source_failures", source=self.name)
@@ -156,6 +157,8 @@ class SourceRunner:
             level = logging.WARNING if state in ("retrying", "failed") else logging.INFO
             log.log(level, "source %s: %s%s", self.name, state, " (" + reason + ")" if reason else "")
         self.state, self.reason = state, reason
+        # A failing source degrades the agent (status, Prometheus) until it delivers again.
+        self._health.report("source " + self.name, "down: " + reason if state in ("retrying", "failed") else None)
 
 
 def _lower_priority(nice: int) -> None:

@@ -1,7 +1,7 @@
 """Config models for MQTT telemetry: broker, TLS, credentials, topics, outbox and defect crops."""
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -35,8 +35,17 @@ class CropConfig(_Strict):
     margin_px: int = Field(8, ge=0, le=256, description="Context kept around the defect's box, in frame pixels.")
 
 
+class HomeAssistantConfig(_Strict):
+    enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery (one retained device message "
+                                             "with a sensor per metric, per-source reject rates and health).")
+    prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_-]+$",
+                        description="Home Assistant's discovery prefix (its MQTT integration setting).")
+
+
 class MqttConfig(_Strict):
-    enabled: bool = Field(False, description="Publish telemetry to an MQTT broker.")
+    enabled: bool = Field(False, description="Publish telemetry to an MQTT broker. Turned on when any other mqtt "
+                                             "key is set and this one is not (a broker configured is a broker "
+                                             "meant); set it to false to keep the settings but publish nothing.")
     host: str = Field("localhost", min_length=1, description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker TCP port (1883 plain, 8883 usually TLS).")
     protocol: Literal["5", "3.1.1"] = Field(
@@ -64,6 +73,15 @@ class MqttConfig(_Strict):
     reconnect_min_s: float = Field(1.0, gt=0, le=60, description="First wait before reconnecting.")
     reconnect_max_s: float = Field(60.0, gt=0, le=3600, description="Longest wait between reconnects (backoff cap).")
     crop: CropConfig = Field(CropConfig(), description="Optional JPEG crops in defect events.")
+    homeassistant: HomeAssistantConfig = Field(HomeAssistantConfig(), description="Home Assistant MQTT discovery "
+                                                                                 "(opt-in).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _configured_means_enabled(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data and "enabled" not in data:
+            return dict(data, enabled=True)
+        return data
 
     @model_validator(mode="after")
     def _one_password_source(self) -> "MqttConfig":
@@ -74,3 +92,16 @@ class MqttConfig(_Strict):
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be >= reconnect_min_s")
         return self
+
+
+class TelemetryConfig(_Strict):
+    verdicts: Literal["all", "ng", "none"] = Field(
+        "ng", description="Per-part verdict messages (events/verdict), one per inspected frame: all (OK and NG), "
+                          "ng (only frames with a defect) or none. Metrics count inspected and NG frames either way.")
+
+
+class PrometheusConfig(_Strict):
+    listen: Optional[str] = Field(
+        None, pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):?[0-9]{1,5}$",
+        description="Serve /metrics for Prometheus at HOST:PORT (e.g. 127.0.0.1:9464; a bare PORT binds loopback); "
+                    "null: off. Use 0.0.0.0:PORT only where the network is trusted: there is no authentication.")
