@@ -8,10 +8,13 @@ writes only to the temporary path it is given; the cache deletes that file on an
 """
 
 import importlib
+import io
 import logging
 import multiprocessing
+import os
 import queue
 import signal
+import sys
 import time
 from typing import Any, Callable, Dict, Optional
 
@@ -31,13 +34,16 @@ _SIGNAL_HINTS = {
 
 
 def run_isolated(target: str, kwargs: Dict[str, Any], what: str, progress: Progress,
-                 heartbeat: float = 5.0, on_start: Optional[Callable[[int], None]] = None) -> Any:
+                 heartbeat: float = 5.0, on_start: Optional[Callable[[int], None]] = None,
+                 nested: bool = False) -> Any:
     """Call `module:function(report=..., **kwargs)` in a child; return its result or raise EngineError.
-    `on_start(pid)` lets a caller watch or throttle the child (a rollout bounds its CPU share)."""
+    `on_start(pid)` lets a caller watch or throttle the child (a rollout bounds its CPU share).
+    `nested`: the step itself runs isolated steps (a rollout's candidate builds its variants), so the
+    child cannot be a daemonic process; it is still ended here whenever the caller is interrupted."""
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
     child = context.Process(target=_child_main, args=(target, kwargs, messages, logging.getLogger().level),
-                            name="edge-agent-" + what.replace(" ", "-"), daemon=True)
+                            name="edge-agent-" + what.replace(" ", "-"), daemon=not nested)
     started = time.monotonic()
     last_text, last_fraction = what, None
     outcome = None
@@ -103,9 +109,24 @@ def _exit_cause(code: Optional[int]) -> str:
     return "exited with status {} without a result".format(code)
 
 
+class _LogWriter(io.TextIOBase):
+    """sys.stdout of the child: what a library prints ("Collecting tensor data ...") becomes debug log
+    lines, so stdout stays the parent's (one JSON document with --json)."""
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                logging.getLogger("edge_agent.engine.library").debug("%s", line.rstrip())
+        return len(text)
+
+
 def _child_main(target: str, kwargs: Dict[str, Any], messages: Any, level: int) -> None:
     setup_logging(level, tag="[build]")
     module_name, function_name = target.split(":")
+    # native libraries (TensorRT's builder) write to descriptor 1 directly: point it at stderr (the log)
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    sys.stdout = _LogWriter()
 
     def report(text: str, fraction: Optional[float] = None) -> None:
         messages.put(("progress", text, fraction))

@@ -84,7 +84,8 @@ class Telemetry(ResultSink):
         # extensions (rollout): command name -> handler(request dict) -> (ok, text), called on the
         # telemetry thread (must only enqueue); desired-state name -> handler(raw payload)
         self.command_handlers: Dict[str, Callable[[Dict[str, Any]], Tuple[bool, str]]] = {}
-        self.desired_handlers: Dict[str, Callable[[bytes], None]] = {}
+        self._desired_handlers: Dict[str, Callable[[bytes], None]] = {}
+        self._desired_last: Dict[str, bytes] = {}  # for a handler registered later (start-up order)
         self._retained = RetainedStates()
 
     # ---- public API -------------------------------------------------------------------------
@@ -110,6 +111,17 @@ class Telemetry(ResultSink):
             self.probe.memory_facts = self.messages.memory_facts()
         self._rebirth.set()
         self._wake.set()
+
+    def set_desired_handler(self, name: str, handler: Optional[Callable[[bytes], None]]) -> None:
+        """Route `{base}/desired/{name}` to `handler` (None: stop). The retained payload arrives at
+        connection, usually before the pipeline (and its handler) exists: it is handed over now."""
+        if handler is None:
+            self._desired_handlers.pop(name, None)
+            return
+        self._desired_handlers[name] = handler
+        last = self._desired_last.get(name)
+        if last is not None:
+            handler(last)
 
     def publish_retained(self, kind: str, payload: Dict[str, Any]) -> None:
         """Any thread: publish `payload` retained on `{base}/{kind}`: in order while connected (each
@@ -382,8 +394,11 @@ class Telemetry(ResultSink):
             self._store([NewMessage(KIND_REPLY, self.topics.reply(name), encoded)])
 
     def _on_desired(self, name: str, payload: bytes) -> None:
-        handler = self.desired_handlers.get(name)
-        if handler is None or not payload:  # an empty retained payload clears the desired state
+        if not payload:  # an empty retained payload clears the desired state
+            return
+        self._desired_last[name] = payload
+        handler = self._desired_handlers.get(name)
+        if handler is None:
             return
         try:
             handler(payload)
