@@ -259,9 +259,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(getattr(logging, level.upper()))
+    from edge_agent.log_setup import setup_logging
+
+    setup_logging(level)
 
 
 def _load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> Any:

@@ -202,10 +202,12 @@ class MemoryConfig(StrictModel):
 
 class PathsConfig(StrictModel):
     state_dir: Optional[Path] = Field(
-        None, description="Outbox and state; null: $STATE_DIRECTORY (systemd) or ~/.local/state/edge-agent."
+        None, description="Outbox and state; null: $STATE_DIRECTORY (systemd), else /var/lib/edge-agent for root and "
+                          "the service user where it exists (the service's), else ~/.local/state/edge-agent."
     )
     cache_dir: Optional[Path] = Field(
-        None, description="Engine cache; null: $CACHE_DIRECTORY (systemd) or ~/.cache/edge-agent."
+        None, description="Engine cache; null: $CACHE_DIRECTORY (systemd), else /var/cache/edge-agent for root and "
+                          "the service user where it exists (the service's), else ~/.cache/edge-agent."
     )
 
 

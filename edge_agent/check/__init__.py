@@ -6,6 +6,7 @@ report is always complete.
 """
 
 import logging
+import os
 from typing import Callable, List, Optional
 
 from edge_agent import __version__
@@ -37,7 +38,10 @@ def run_checks(config_path: Optional[str], as_json: bool = False) -> int:
 
 
 def collect(config_path: Optional[str]) -> List[CheckResult]:
-    from edge_agent.check import host, io, model, platform
+    # OpenCV's own "[ WARN:0@0.1] ... can't open camera by index" lines would garble the report: the
+    # source checks say it in one line with the fix.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+    from edge_agent.check import host, installation, io, model, platform
     from edge_agent.config_loader import load_config
 
     results = [CheckResult("edge-agent", INFO, __version__)]
@@ -50,7 +54,8 @@ def collect(config_path: Optional[str]) -> List[CheckResult]:
     except ConfigError as exc:
         results.append(CheckResult("config", FAIL, str(exc), "edit the config as the message says, then run "
                                    "`edge-agent check --config FILE` again"))
-    checks: List[Callable[[], List[CheckResult]]] = [platform.checks]
+    limit_mb = config.memory.limit_mb if config is not None else None
+    checks: List[Callable[[], List[CheckResult]]] = [platform.checks, lambda: installation.checks(limit_mb)]
     if config is not None:
         checks += [lambda: model.checks(config), lambda: host.checks(config), lambda: io.checks(config)]
     else:

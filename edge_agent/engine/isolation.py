@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Optional
 
 from edge_agent.engine import Progress
 from edge_agent.errors import EdgeAgentError, EngineError
+from edge_agent.log_setup import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ class _LogWriter(io.TextIOBase):
 
 
 def _child_main(target: str, kwargs: Dict[str, Any], messages: Any, level: int) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s[build]: %(message)s")
+    setup_logging(level, tag="[build]")
     module_name, function_name = target.split(":")
     # native libraries (TensorRT's builder) write to descriptor 1 directly: point it at stderr (the log)
     sys.stdout.flush()

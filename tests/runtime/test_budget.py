@@ -87,3 +87,36 @@ def test_demo_refuses_to_start_over_budget_with_exit_code_3(tmp_path, dark_model
     assert "memory budget: onnxruntime fp32 (max batch 64, 1 slot) does not fit" in proc.stderr
     assert "I/O buffers" in proc.stderr and "lower pipeline.max_batch from 64 to 32" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_services_cgroup_limit_refuses_a_budget_it_would_be_killed_for():
+    """memory.limit_mb 6144 passes against MemAvailable, but MemoryMax=4G would kill the service."""
+    from edge_agent.budget import MemoryBudget as Budget
+
+    big = MemoryPlan("tensorrt", "fp16", [MemoryTerm("engine (weights)", 4000 * MB, "device", key="engine")],
+                     unified=True)
+    budget = Budget(6144, 64, available=lambda: 16000 * MB, cgroup=lambda: (4096 * MB, 300 * MB))
+    with pytest.raises(BudgetExceeded) as caught:
+        budget.admit(big)
+    text = str(caught.value)
+    assert "service's memory limit leaves only 3796.0 MB (cgroup memory.max 4096 MB, 300 MB in use)" in text
+    assert "Fix: raise the service's MemoryMax (sudo scripts/install.sh sets it from memory.limit_mb" in text
+    roomy = Budget(6144, 64, available=lambda: 16000 * MB, cgroup=lambda: (8192 * MB, 300 * MB)).admit(big)
+    assert roomy.as_dict()["cgroup_room_mb"] == 7892
+
+
+def test_cgroup_memory_reads_this_process_cgroup(tmp_path):
+    from edge_agent.budget import cgroup_memory, service_memory_limits_mb
+
+    (tmp_path / "self").write_text("0::/system.slice/edge-agent.service\n")
+    folder = tmp_path / "fs/system.slice/edge-agent.service"
+    folder.mkdir(parents=True)
+    (folder / "memory.max").write_text("4294967296\n")
+    (folder / "memory.current").write_text("104857600\n")
+    assert cgroup_memory(tmp_path / "fs", tmp_path / "self") == (4096 * MB, 100 * MB)
+    (folder / "memory.max").write_text("max\n")
+    assert cgroup_memory(tmp_path / "fs", tmp_path / "self") is None  # no limit
+    (tmp_path / "self").write_text("12:memory:/user.slice\n")  # cgroup v1: MemoryMax does not apply
+    assert cgroup_memory(tmp_path / "fs", tmp_path / "self") is None
+    high, maximum = service_memory_limits_mb(2048)
+    assert high < maximum and maximum - 2048 >= 512  # room for the runtime beyond the model's plan

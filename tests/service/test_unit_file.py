@@ -59,8 +59,13 @@ def test_lifecycle_settings():
     service = unit["Service"]
     assert service["Type"] == "notify"
     assert service["ExecStart"].startswith(INSTALLED_EXEC + " run --config /etc/edge-agent/config.yaml")
-    assert service["Restart"] == "on-failure" and int(service["WatchdogSec"]) > 0
-    assert "StartLimitBurst" in unit["Unit"] and "StartLimitBurst" not in service
+    # an unattended station never gives up, but a config error (exit 2) is not retried
+    assert service["Restart"] == "always" and int(service["WatchdogSec"]) > 0
+    assert unit["Unit"]["StartLimitIntervalSec"] == "0" and "StartLimitBurst" not in service
+    assert service["RestartPreventExitStatus"].split() == ["2"]
+    # CSI cameras: the Argus socket reaches the private /tmp, and the daemon serving it starts first
+    assert service["PrivateTmp"] == "yes" and service["BindPaths"] == "-/tmp/argus_socket"
+    assert "nvargus-daemon.service" in unit["Unit"]["After"].split()
     assert service["User"] == "edge-agent" and "video" in service["SupplementaryGroups"].split()
     for key in ("ConfigurationDirectory", "StateDirectory", "CacheDirectory"):
         assert service[key] == "edge-agent"
