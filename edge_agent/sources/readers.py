@@ -3,7 +3,9 @@ around it (runner.py) does threads, pacing, retries and hand-off."""
 
 import abc
 import logging
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
@@ -71,7 +73,8 @@ class FolderReader(Reader):
 
     def open(self) -> None:
         try:
-            self._files = sorted(p for p in self._folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            self._files = sorted(p for p in self._folder.iterdir()
+                                 if p.suffix.lower() in IMAGE_SUFFIXES and regular_file(p))
         except OSError as exc:
             raise SourceError("cannot list folder {}: {}".format(self._folder, exc.strerror or exc)) from None
         if not self._files:
@@ -85,7 +88,9 @@ class FolderReader(Reader):
                 self._next = 0
             path = self._files[self._next]
             self._next += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            # checked again at read time: a FIFO or device swapped in under an image's name would
+            # block imread (and this source) forever
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR) if regular_file(path) else None
             if image is not None:
                 return image, None
             # one unreadable file must not stop the folder
@@ -99,8 +104,9 @@ class CaptureReader(Reader):
     """OpenCV VideoCapture for video files, USB cameras, RTSP and GStreamer pipelines."""
 
     def __init__(self, target: Any, backend: int, describe: str, live: bool, loop: bool = False,
-                 size: Tuple[Optional[int], Optional[int]] = (None, None)) -> None:
+                 size: Tuple[Optional[int], Optional[int]] = (None, None), file: bool = False) -> None:
         self._target = target
+        self._file = file
         self._backend = backend
         self._describe = describe
         self.live = live
@@ -109,6 +115,9 @@ class CaptureReader(Reader):
         self._capture: Any = None
 
     def open(self) -> None:
+        if self._file and not regular_file(Path(self._target)):
+            what = "does not exist" if not os.path.lexists(self._target) else "is not a regular file"
+            raise SourceError("{} {}".format(self._describe, what))
         capture = cv2.VideoCapture(self._target, self._backend)
         if not capture.isOpened():
             capture.release()
@@ -144,7 +153,7 @@ def open_reader(config: Any) -> Reader:
         return FolderReader(config)
     if isinstance(config, VideoSourceConfig):
         return CaptureReader(str(config.path), cv2.CAP_ANY, "video file {}".format(config.path),
-                             live=False, loop=config.loop)
+                             live=False, loop=config.loop, file=True)
     if isinstance(config, CameraSourceConfig):
         target = config.device
         return CaptureReader(target, cv2.CAP_V4L2 if isinstance(target, str) else cv2.CAP_ANY,
@@ -154,6 +163,14 @@ def open_reader(config: Any) -> Reader:
     if isinstance(config, GstreamerSourceConfig):
         return CaptureReader(config.pipeline, cv2.CAP_GSTREAMER, "GStreamer pipeline", live=True)
     raise TypeError("unknown source config {!r}".format(config))
+
+
+def regular_file(path: Path) -> bool:
+    """True for a regular file (through symlinks); FIFOs, sockets and devices would block a read."""
+    try:
+        return stat.S_ISREG(os.stat(str(path)).st_mode)
+    except OSError:
+        return False
 
 
 def mask_url(url: str) -> str:
