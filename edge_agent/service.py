@@ -31,6 +31,7 @@ from edge_agent.metrics import Registry
 from edge_agent.pipeline import Pipeline
 from edge_agent.sdnotify import Notifier
 from edge_agent.service_watchdog import Watchdog
+from edge_agent.supervisor import SUPERVISOR
 from edge_agent.telemetry import open_telemetry, pipeline_facts
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class Daemon:
         self.config_path = config_path
         self.notifier = notifier if notifier is not None else Notifier.from_environment()
         self.registry = Registry()
+        self.supervisor = SUPERVISOR
         self.telemetry: Any = None
         self.stop_requested = threading.Event()
         self.reload_requested = threading.Event()

@@ -10,6 +10,9 @@ WATCHDOG=1 is sent only when both hold:
   loading or an engine is building, progress reports and phase changes count instead.
 - telemetry's publisher says it is healthy (`Telemetry.health()`); a broker that is merely
   unreachable is not a failure (the outbox keeps the messages), a dead publisher thread is.
+- no supervised background thread (edge_agent/supervisor.py) has exhausted its in-process
+  recovery: a thread that crashed is restarted with backoff and only reported while it recovers;
+  pings stop when it keeps failing (or is stuck), so systemd restarts the whole service.
 
 The STATUS= line (shown by `systemctl status edge-agent`) says the same in words.
 """
@@ -92,6 +95,11 @@ class Watchdog:
             if quiet > LOAD_STALL_S:
                 return False, "{}: no progress for {:.0f} s".format(daemon.phase_text, quiet)
             text = daemon.phase_text
+        for task in daemon.supervisor.problems():
+            what = "{} {} ({} failures): {}".format(task.name, task.state, task.failures, task.reason)
+            if task.recovery_failed:
+                return False, "{}; {}; watchdog withheld so systemd restarts the service".format(text, what)
+            text = "{}; {}".format(text, what)
         telemetry = daemon.telemetry
         if telemetry is not None:
             ok, telemetry_text = telemetry.health()

@@ -15,6 +15,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import psutil
 
+from edge_agent.supervisor import SUPERVISOR, Task
+
 log = logging.getLogger(__name__)
 
 MB = 2**20
@@ -241,8 +243,7 @@ class SystemProbe:
         self.host = PsutilProvider(disk_path)
         self.memory_facts = dict(memory_facts)
         self.latest: Dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="telemetry-probe", daemon=True)
+        self._task: Optional[Task] = None
 
     @property
     def providers(self) -> List[str]:
@@ -253,7 +254,7 @@ class SystemProbe:
 
     def start(self) -> "SystemProbe":
         self.sample()
-        self._thread.start()
+        self._task = SUPERVISOR.spawn("telemetry-probe", self._loop)
         return self
 
     def sample(self) -> Dict[str, float]:
@@ -266,14 +267,14 @@ class SystemProbe:
         self.latest = values  # one reference swap: readers see a whole snapshot
         return values
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval_s):
             self.sample()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        if self._task is not None:
+            self._task.stop()
+            self._task.join(timeout=5)
         self.gpu.close()
 
 
