@@ -136,10 +136,18 @@ BackendConfig = Annotated[Union[OnnxRuntimeConfig, TensorRTConfig], Field(discri
 
 
 class PipelineConfig(StrictModel):
-    max_batch: int = Field(1, ge=1, le=64, description="Most frames (from different sources) in one inference call.")
+    max_batch: int = Field(1, ge=1, le=64, description=(
+        "Most frames (from different sources, or tiles of one frame) in one inference call. The batcher asks "
+        "this many sources at a time, round-robin, to decode their newest frame; the others drop theirs undecoded."))
     max_wait_ms: float = Field(
         2.0, ge=0, le=1000, description="How long a partial batch waits for more sources' frames."
     )
+    decode_threads: int = Field(0, ge=0, le=64, description=(
+        "Most frames decoded at the same time across all sources; 0: one less than the CPU cores (at least 1), "
+        "so decoding never takes every core from inference."))
+    decode_nice: int = Field(5, ge=0, le=19, description=(
+        "How much lower the source threads' CPU priority is than inference's (Linux nice steps; 0 keeps it "
+        "equal), so decoding yields to the frame loop when the CPU is short."))
 
 
 class MemoryConfig(StrictModel):

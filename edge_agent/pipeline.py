@@ -6,6 +6,7 @@ components label image, and nothing waits on the network (sinks must only enqueu
 """
 
 import logging
+import os
 import threading
 import time
 from typing import List, NamedTuple, Optional, Sequence
@@ -64,13 +65,17 @@ class Pipeline:
         self.preprocess = Preprocessor(config.model.input)
         self.postprocess = Postprocessor(config.model, backend.output_spec.shape[1:])
         names = [s.name for s in config.sources]
-        self.board = FrameBoard(names, registry)
-        self.runners = [SourceRunner(s, self.board, registry) for s in config.sources]
+        settings = config.pipeline
+        decoders = settings.decode_threads or max(1, (os.cpu_count() or 2) - 1)
+        self.board = FrameBoard(names, registry, demand=settings.max_batch, decode_threads=decoders)
+        self.runners = [SourceRunner(s, self.board, registry, nice=settings.decode_nice) for s in config.sources]
         self._batches = (_Batch(config.pipeline.max_batch), _Batch(config.pipeline.max_batch))
         self._stage_ms = {s: registry.histogram("stage_ms", stage=s) for s in STAGES}
         self._latency = registry.histogram("latency_ms")
+        self._source_latency = {n: registry.histogram("latency_ms", source=n) for n in names}
         self._processed = {n: registry.counter("frames_processed", source=n) for n in names}
         self._inference_batches = registry.counter("inference_batches")
+        self._batch_sizes = [registry.counter("batches", size=str(n)) for n in range(1, settings.max_batch + 1)]
         self._items = registry.counter("inference_items")
         self._defects = {c: registry.counter("defects", **{"class": c}) for c in config.model.output.defect_classes}
         self._truth_intersection = registry.counter("truth_intersection_px", unit="px")
@@ -89,6 +94,7 @@ class Pipeline:
             runner.stop()
         for runner in self.runners:
             runner.join()
+        self.board.discard_unserved()
 
     def run(self, stop: threading.Event, max_frames: Optional[int] = None,
             duration_s: Optional[float] = None) -> int:
@@ -133,9 +139,11 @@ class Pipeline:
         return self._batches[1] if batch is self._batches[0] else self._batches[0]
 
     def _stage(self, batch: "_Batch", limit: int, timeout_s: float) -> None:
-        """Take up to `limit` frames and preprocess them into the backend's current input slot."""
-        max_wait = self.config.pipeline.max_wait_ms / 1000.0 if timeout_s else 0.0
-        if self.board.take(limit, max_wait, timeout_s, batch.frames) == 0:
+        """Take up to `limit` frames and preprocess them into the backend's current input slot.
+        While a batch is in flight (`timeout_s` 0) the take still waits up to max_wait_ms for
+        asked sources: the backend is busy anyway, and a fuller batch serves more cameras."""
+        max_wait = self.config.pipeline.max_wait_ms / 1000.0
+        if self.board.take(limit, max_wait, timeout_s or max_wait, batch.frames) == 0:
             return
         buffer = self.backend.input_buffer
         started = time.monotonic()
@@ -151,6 +159,7 @@ class Pipeline:
         outputs = self.backend.wait()
         self._stage_ms["infer"].observe((time.monotonic() - batch.submitted) * 1000.0)
         self._inference_batches.inc()
+        self._batch_sizes[len(batch.frames) - 1].inc()
         self._items.inc(len(batch.frames))
         return outputs
 
@@ -171,6 +180,7 @@ class Pipeline:
             self._stage_ms["postprocess"].observe((t4 - t3) * 1000.0)
             self._stage_ms["sink"].observe((t5 - t4) * 1000.0)
             self._latency.observe(latency)
+            self._source_latency[frame.source].observe(latency)
             self._processed[frame.source].inc()
             for region in regions:
                 self._defects[region.cls].inc()

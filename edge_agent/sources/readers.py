@@ -1,5 +1,10 @@
-"""Frame readers, one per source type. A reader opens, reads frames and closes; the runner
-around it (runner.py) does threads, pacing, retries and hand-off."""
+"""Frame readers, one per source type. A reader opens, grabs frames, decodes the ones it is asked
+to and closes; the runner around it (runner.py) does threads, pacing, shedding, retries and hand-off.
+
+Grab and decode are split so that a frame the pipeline cannot serve is dropped before it costs a
+decode: `grab()` takes the next frame as cheaply as the source allows (a file name, an encoded
+JPEG packet, a camera buffer), `retrieve()` decodes the most recent grab. What a grab costs per
+type is in docs/sources.md ("Load shedding")."""
 
 import abc
 import logging
@@ -24,6 +29,8 @@ from edge_agent.sources.config import (
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# every frame of these is a complete JPEG, so a packet can be kept and decoded later or never
+JPEG_FOURCCS = ("MJPG", "MJPA", "MJPB", "JPEG", "AVRN", "LJPG")
 
 
 class SourceError(Exception):
@@ -34,6 +41,13 @@ class EndOfStream(Exception):
     """A finite source (file, folder) has no more frames."""
 
 
+class UndecodableFrame(Exception):
+    """One grabbed frame cannot be decoded (corrupt file or packet); the source goes on."""
+
+
+Decoded = Tuple[np.ndarray, Optional[np.ndarray]]  # BGR uint8 image, ground-truth mask if known
+
+
 class Reader(abc.ABC):
     live = False  # a live source drops old frames rather than holding the producer back
 
@@ -42,8 +56,18 @@ class Reader(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def read(self) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        """The next frame (BGR uint8) and its ground-truth mask if known."""
+    def grab(self) -> Any:
+        """Take the next frame without decoding it where the source allows; returns what
+        `retrieve` needs. Raises EndOfStream or SourceError."""
+
+    @abc.abstractmethod
+    def retrieve(self, grabbed: Any) -> Decoded:
+        """Decode the most recent grab (capture devices decode nothing older). Raises
+        UndecodableFrame for a corrupt frame."""
+
+    def read(self) -> Decoded:
+        """The next frame, decoded."""
+        return self.retrieve(self.grab())
 
     def close(self) -> None:
         return None
@@ -58,9 +82,12 @@ class SyntheticReader(Reader):
             lighting=config.lighting, noise=config.noise)
         self._index = 0
 
-    def read(self) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        sample = self._generator.sample(self._index)
+    def grab(self) -> int:
         self._index += 1
+        return self._index - 1
+
+    def retrieve(self, grabbed: int) -> Decoded:
+        sample = self._generator.sample(grabbed)  # rendering is this source's "decode"
         return sample.image, sample.mask
 
 
@@ -70,6 +97,7 @@ class FolderReader(Reader):
         self._loop = config.loop
         self._files: List[Path] = []
         self._next = 0
+        self._undecodable = 0  # in a row: a folder of nothing but broken files is an error
 
     def open(self) -> None:
         try:
@@ -80,31 +108,34 @@ class FolderReader(Reader):
         if not self._files:
             raise SourceError("folder {} holds no images ({})".format(self._folder, ", ".join(IMAGE_SUFFIXES)))
 
-    def read(self) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        for _ in range(len(self._files)):
-            if self._next >= len(self._files):
-                if not self._loop:
-                    raise EndOfStream()
-                self._next = 0
-            path = self._files[self._next]
-            self._next += 1
-            # checked again at read time: a FIFO or device swapped in under an image's name would
-            # block imread (and this source) forever
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR) if regular_file(path) else None
-            if image is not None:
-                return image, None
-            # one unreadable file must not stop the folder
-            log.warning("source folder %s: cannot decode %s (corrupt or not an image); skipped", self._folder, path)
-        if self._next >= len(self._files) and not self._loop:
-            raise EndOfStream()
-        raise SourceError("no image in {} could be decoded".format(self._folder))
+    def grab(self) -> Path:
+        if self._next >= len(self._files):
+            if not self._loop:
+                raise EndOfStream()
+            self._next = 0
+        self._next += 1
+        return self._files[self._next - 1]
+
+    def retrieve(self, grabbed: Path) -> Decoded:
+        # checked again at read time: a FIFO or device swapped in under an image's name would
+        # block imread (and this source) forever
+        image = cv2.imread(str(grabbed), cv2.IMREAD_COLOR) if regular_file(grabbed) else None
+        if image is not None:
+            self._undecodable = 0
+            return image, None
+        self._undecodable += 1
+        if self._undecodable >= len(self._files):
+            raise SourceError("no image in {} could be decoded".format(self._folder))
+        # one unreadable file must not stop the folder
+        raise UndecodableFrame("cannot decode {} (corrupt or not an image); skipped".format(grabbed))
 
 
 class CaptureReader(Reader):
     """OpenCV VideoCapture for video files, USB cameras, RTSP and GStreamer pipelines."""
 
     def __init__(self, target: Any, backend: int, describe: str, live: bool, loop: bool = False,
-                 size: Tuple[Optional[int], Optional[int]] = (None, None), file: bool = False) -> None:
+                 size: Tuple[Optional[int], Optional[int]] = (None, None), raw_packets: bool = False,
+                 file: bool = False) -> None:
         self._target = target
         self._file = file
         self._backend = backend
@@ -112,7 +143,9 @@ class CaptureReader(Reader):
         self.live = live
         self._loop = loop
         self._size = size
+        self.raw_packets = raw_packets
         self._capture: Any = None
+        self._raw = False  # grab copies encoded JPEG packets; retrieve decodes them (MJPG files)
 
     def open(self) -> None:
         if self._file and not regular_file(Path(self._target)):
@@ -128,16 +161,34 @@ class CaptureReader(Reader):
         if height:
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
         self._capture = capture
+        self._raw = self.raw_packets and _fourcc(capture) in JPEG_FOURCCS and capture.set(cv2.CAP_PROP_FORMAT, -1)
 
-    def read(self) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        ok, image = self._capture.read()
+    def grab(self) -> Any:
+        ok = self._capture.grab()
         if not ok and not self.live and self._loop:
             self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, image = self._capture.read()
+            ok = self._capture.grab()
         if not ok:
             if not self.live:
                 raise EndOfStream()
             raise SourceError("{} stopped delivering frames".format(self._describe))
+        if self._raw:
+            # intra-only stream: copy the encoded packet out now (a few hundred kB), decode it later
+            ok, packet = self._capture.retrieve()
+            if not ok or packet is None:
+                raise SourceError("{} returned no packet".format(self._describe))
+            return packet.copy()
+        return None
+
+    def retrieve(self, grabbed: Any) -> Decoded:
+        if self._raw:
+            image = cv2.imdecode(grabbed, cv2.IMREAD_COLOR)
+            if image is None:
+                raise UndecodableFrame("{}: a corrupt JPEG frame; skipped".format(self._describe))
+            return image, None
+        ok, image = self._capture.retrieve()
+        if not ok or image is None:
+            raise UndecodableFrame("{}: cannot decode the grabbed frame; skipped".format(self._describe))
         return image, None
 
     def close(self) -> None:
@@ -153,7 +204,7 @@ def open_reader(config: Any) -> Reader:
         return FolderReader(config)
     if isinstance(config, VideoSourceConfig):
         return CaptureReader(str(config.path), cv2.CAP_ANY, "video file {}".format(config.path),
-                             live=False, loop=config.loop, file=True)
+                             live=False, loop=config.loop, raw_packets=True, file=True)
     if isinstance(config, CameraSourceConfig):
         target = config.device
         return CaptureReader(target, cv2.CAP_V4L2 if isinstance(target, str) else cv2.CAP_ANY,
@@ -171,6 +222,11 @@ def regular_file(path: Path) -> bool:
         return stat.S_ISREG(os.stat(str(path)).st_mode)
     except OSError:
         return False
+
+
+def _fourcc(capture: Any) -> str:
+    code = int(capture.get(cv2.CAP_PROP_FOURCC))
+    return "".join(chr((code >> 8 * i) & 0xFF) for i in range(4)).upper()
 
 
 def mask_url(url: str) -> str:

@@ -16,16 +16,20 @@ SCHEMA_VERSION = 1
 HISTOGRAM_STATS = ("p50", "p95", "p99", "max")
 
 DESCRIPTIONS = {
-    "frames_captured": "frames read from the source",
+    "frames_captured": "frames grabbed from the source",
+    "frames_decoded": "frames decoded (only those the batcher asked for)",
     "frames_processed": "frames that went through the model",
-    "frames_dropped": "frames not processed, by reason (overwritten: a newer frame replaced it)",
+    "frames_dropped": "frames not processed, by reason (shed: dropped undecoded, the pipeline was busy; undecodable: "
+                      "corrupt; overwritten: a newer decoded frame replaced it; stopped: left at shutdown)",
+    "batches": "inference calls by batch size",
     "source_failures": "times a source failed and was reopened",
     "defects": "defect regions reported",
     "inference_batches": "inference calls",
     "inference_items": "frames inferred (sum of batch sizes)",
     "stage": "time spent per pipeline stage (publish: hand-off to broker acknowledgement)",
     "latency": "capture to result, per frame",
-    "capture": "time to read one frame from the source",
+    "capture": "time to grab one frame from the source",
+    "decode": "time to decode one grabbed frame",
     "truth_intersection": "defect pixels matching ground truth (synthetic sources only)",
     "truth_union": "defect pixels in prediction or ground truth (synthetic sources only)",
 }
