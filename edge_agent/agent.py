@@ -5,7 +5,7 @@ import logging
 from typing import Iterator, Optional, Sequence
 
 from edge_agent.backends import create_backend
-from edge_agent.backends.base import Backend
+from edge_agent.backends.base import Backend, PreparedModel
 from edge_agent.budget import MemoryBudget
 from edge_agent.config import AgentConfig
 from edge_agent.engine import Progress, prepare_model
@@ -15,11 +15,13 @@ from edge_agent.pipeline import Pipeline, ResultSink
 log = logging.getLogger(__name__)
 
 
-def load_backend(config: AgentConfig, progress: Optional[Progress] = None) -> Backend:
-    """Prepare the model for the configured precision, admit its memory plan against the budget
-    (BudgetExceeded before anything is allocated), open the backend (load + warm-up). The caller
-    closes it."""
-    prepared = prepare_model(config, progress=progress)
+def load_backend(config: AgentConfig, progress: Optional[Progress] = None,
+                 prepared: Optional[PreparedModel] = None) -> Backend:
+    """Prepare the model for the configured precision (unless `prepared` is given), admit its memory
+    plan against the budget (BudgetExceeded before anything is allocated), open the backend; the
+    caller closes it."""
+    if prepared is None:
+        prepared = prepare_model(config, progress=progress)
     backend = create_backend(prepared, config)
     backend.slots = config.memory.slots
     backend.budget = MemoryBudget(config.memory.limit_mb, config.memory.margin_mb)
@@ -36,7 +38,7 @@ def load_backend(config: AgentConfig, progress: Optional[Progress] = None) -> Ba
 
 @contextlib.contextmanager
 def open_backend(config: AgentConfig, progress: Optional[Progress] = None) -> Iterator[Backend]:
-    """`load_backend`, closed on exit."""
+    """`load_backend` that closes the backend on exit."""
     backend = load_backend(config, progress)
     try:
         yield backend
@@ -66,3 +68,5 @@ def running_pipeline(config: AgentConfig, registry: Registry, sinks: Sequence[Re
             yield pipeline
         finally:
             pipeline.stop()
+            if pipeline.backend is not backend:  # a rollout swapped another one in: it is ours to close
+                pipeline.backend.close()

@@ -1,4 +1,4 @@
-"""`edge-agent` command line: demo, run, check, bench, selftest, version.
+"""`edge-agent` command line: demo, run, check, bench, build, selftest, deploy, status, version.
 
 Errors a user can fix (EdgeAgentError) print one message and exit non-zero without a traceback;
 anything else is a bug and keeps its traceback and a non-zero exit, so systemd sees the failure.
@@ -130,6 +130,37 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     selftest.set_defaults(func=cmd_selftest)
 
+    deploy = commands.add_parser(
+        "deploy", help="roll a new model out to this board's running agent and follow it",
+        description="Hand a model to the agent on this board (the same path as an MQTT rollout, see docs/fleet.md): "
+                    "it is downloaded (resumable) or copied, verified (size, SHA-256, optional Ed25519 signature), "
+                    "built and gated in a low-priority child process while the old model keeps inspecting, then "
+                    "swapped in between two batches; or rejected with the reason, the old model serving on. Prints "
+                    "each state; exits 0 when active, 1 when rejected or rolled back, 4 when no running agent "
+                    "picked the request up (it is then applied at the agent's next start).")
+    deploy.add_argument("--config", metavar="FILE", help="the agent's YAML config (its state directory is used)")
+    deploy.add_argument("--model", metavar="URL|FILE", required=True,
+                        help="an ONNX file on this board, or an http(s):// URL the agent downloads")
+    deploy.add_argument("--sha256", metavar="HEX", help="the model's SHA-256 (required for a URL; checked for a file)")
+    deploy.add_argument("--size", type=_positive_int, metavar="BYTES", help="the model's size (required for a URL)")
+    deploy.add_argument("--rollout-id", metavar="ID", help="names the rollout in reports (default: local-<time>)")
+    deploy.add_argument("--name", help="a human name of the model (default: the file name)")
+    deploy.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="serve at this precision")
+    deploy.add_argument("--signature", metavar="HEX", help="Ed25519 signature of the model (when the board needs one)")
+    deploy.add_argument("--no-wait", action="store_true", help="write the request and return at once")
+    deploy.add_argument("--timeout", type=_positive_float, default=3600.0, metavar="S",
+                        help="give up following after S seconds (3600); the rollout goes on")
+    deploy.add_argument("--json", action="store_true", help="print each report as one JSON object")
+    deploy.set_defaults(func=cmd_deploy)
+
+    status = commands.add_parser(
+        "status", help="show the model this board serves and its last rollout",
+        description="Which model serves (from the config or from a rollout, with its SHA-256), the last rollout's "
+                    "state and figures, and the models kept for rollback. Reads the agent's state directory.")
+    status.add_argument("--config", metavar="FILE", help="the agent's YAML config (default: built-in demo settings)")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.set_defaults(func=cmd_status)
+
     version = commands.add_parser("version", help="print the version", description="Print edge-agent's version.")
     version.set_defaults(func=lambda args: print("edge-agent " + __version__) or 0)
     return parser
@@ -165,15 +196,18 @@ def _load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> An
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge_agent.agent import running_pipeline
     from edge_agent.metrics import Registry
+    from edge_agent.rollout.session import effective_config, rollout_session
     from edge_agent.status import StatusLine, summary
     from edge_agent.telemetry import open_telemetry, pipeline_facts
 
-    config = _load(args.config, _mqtt_override(args.mqtt))
+    base = _load(args.config, _mqtt_override(args.mqtt))
+    config = effective_config(base)
     registry = Registry()
     stop = threading.Event()
     telemetry = open_telemetry(config, registry)
     try:
-        with running_pipeline(config, registry, [telemetry] if telemetry else []) as pipeline:
+        with running_pipeline(config, registry, [telemetry] if telemetry else []) as pipeline, \
+                rollout_session(base, config, pipeline, telemetry):
             if telemetry is not None:
                 telemetry.update_facts(pipeline_facts(config, pipeline))
             started = time.monotonic()
@@ -270,6 +304,20 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         write_report(report, Path(args.report))
     print(json.dumps(report) if args.json else format_table(report))
     return 0 if report["ok"] else 1
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from edge_agent.rollout.deploy_command import run_deploy
+
+    return run_deploy(_load(args.config), args.model, args.sha256, args.size, args.rollout_id, args.name,
+                      args.precision, args.signature, wait=not args.no_wait, timeout_s=args.timeout,
+                      as_json=args.json)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from edge_agent.rollout.status_command import show_status
+
+    return show_status(_load(args.config), as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing_extensions import Annotated
 from edge_agent.backends.onnxruntime import OnnxRuntimeConfig
 from edge_agent.engine.config import EngineConfig, TensorRTConfig
 from edge_agent.ids import NAME_MAX_LENGTH, NAME_PATTERN
+from edge_agent.rollout.config import RolloutConfig
 from edge_agent.sources.config import SourceConfig, SyntheticSourceConfig
 from edge_agent.telemetry.config import MqttConfig
 
@@ -185,6 +186,8 @@ class AgentConfig(StrictModel):
     engine: EngineConfig = Field(EngineConfig(), description="Model preparation: calibration, accuracy gate, cache.")
     mqtt: MqttConfig = Field(MqttConfig(), description="Telemetry broker.")
     paths: PathsConfig = Field(PathsConfig(), description="Where state and caches live.")
+    rollout: RolloutConfig = Field(RolloutConfig(), description="Model rollouts: download, build beside the "
+                                                                "serving model, gate, swap, rollback (docs/fleet.md).")
     logging: LoggingConfig = Field(LoggingConfig(), description="Logging.")
 
     @field_validator("sources")

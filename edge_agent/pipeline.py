@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import time
-from typing import List, NamedTuple, Optional, Sequence
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -44,6 +44,22 @@ class _Batch:
         self.frames: List[Frame] = []
         self.geometries: List[Optional[Geometry]] = [None] * max_batch
         self.submitted = 0.0
+
+
+class _Swap:
+    """A backend waiting to replace the serving one at the next batch boundary."""
+
+    __slots__ = ("backend", "config", "preprocess", "postprocess", "done", "old", "at_frame")
+
+    def __init__(self, backend: Backend, config: AgentConfig) -> None:
+        self.backend = backend
+        self.config = config
+        # built here, on the caller's thread: a model that does not fit fails before the loop waits
+        self.preprocess = Preprocessor(config.model.input)
+        self.postprocess = Postprocessor(config.model, backend.output_spec.shape[1:])
+        self.done = threading.Event()
+        self.old: Optional[Backend] = None
+        self.at_frame = -1
 
 
 class ResultSink:
@@ -81,6 +97,14 @@ class Pipeline:
         self._truth_intersection = registry.counter("truth_intersection_px", unit="px")
         self._truth_union = registry.counter("truth_union_px", unit="px")
         self.frames = 0
+        self._swap: Optional[_Swap] = None
+        # called with each batch's outputs on the frame loop's thread while set (a rollout's watch
+        # over a freshly swapped model); must be quick and must not raise
+        self.output_watch: Optional[Callable[[np.ndarray], None]] = None
+        self._swaps = registry.counter("model_swaps")
+        self._last_swap_frame = -1
+        self._swap_lock = threading.Lock()
+        self._looping = False
         # monotonic time of the loop's last iteration (idle ones too): the service's watchdog
         # feeds systemd only while this moves, so a stuck loop gets the service restarted
         self.heartbeat = time.monotonic()
@@ -104,20 +128,36 @@ class Pipeline:
         preprocesses the next into the backend's next input slot; a backend that `overlaps` gets
         that next batch submitted before the finished one is postprocessed. Frames in flight are
         always finished, so a stop never loses a frame that was taken from a source."""
+        with self._swap_lock:
+            self._looping = True
+        try:
+            return self._loop(stop, max_frames, duration_s)
+        finally:
+            with self._swap_lock:
+                self._looping = False
+                if self._swap is not None:  # the loop ended with a swap pending: do it here
+                    self._apply_swap()
+
+    def _loop(self, stop: threading.Event, max_frames: Optional[int], duration_s: Optional[float]) -> int:
         end = time.monotonic() + duration_s if duration_s is not None else None
         staged = self._batches[0]
         in_flight: Optional[_Batch] = None
         while True:
             self.heartbeat = time.monotonic()
+            swapping = self._swap is not None
             taken = self.frames + len(staged.frames) + (len(in_flight.frames) if in_flight else 0)
             limited = (max_frames is not None and taken >= max_frames) or (
                 end is not None and time.monotonic() >= end)
-            if not staged.frames and not stop.is_set() and not limited:
+            if not staged.frames and not stop.is_set() and not limited and not swapping:
                 limit = self.config.pipeline.max_batch
                 if max_frames is not None:
                     limit = min(limit, max_frames - taken)
                 self._stage(staged, limit, 0.0 if in_flight else 0.1)
             if in_flight is None:
+                if swapping and not staged.frames:  # nothing taken, nothing in flight: the boundary
+                    with self._swap_lock:
+                        self._apply_swap()
+                    continue
                 if staged.frames:
                     self._submit(staged)
                     in_flight, staged = staged, self._other(staged)
@@ -134,6 +174,50 @@ class Pipeline:
                 in_flight, staged = staged, done
             self._finish(done, outputs)
         return self.frames
+
+    def swap_backend(self, backend: Backend, config: AgentConfig, timeout_s: float = 30.0) -> Optional[Backend]:
+        """Serve `backend` (open, for `config`'s model) from the next batch on; returns the previous
+        backend, which the caller closes. The frame loop finishes the batches it took with the old
+        backend, takes nothing new meanwhile, then switches: no frame is lost or processed twice.
+        Raises TimeoutError (and serves on with the old backend) when the loop does not get there."""
+        if backend.output_spec is None or backend.input_buffer is None:
+            raise ValueError("open the new backend before swapping it in")
+        request = _Swap(backend, config)
+        with self._swap_lock:
+            if self._swap is not None:
+                raise RuntimeError("another backend swap is in progress")
+            self._swap = request
+            if not self._looping:
+                self._apply_swap()
+        if not request.done.wait(timeout_s):
+            with self._swap_lock:
+                if not request.done.is_set():
+                    self._swap = None
+                    raise TimeoutError("the frame loop did not reach a batch boundary within {:.0f} s".format(
+                        timeout_s))
+        return request.old
+
+    @property
+    def swapped_at_frame(self) -> int:
+        """Frames processed before the last swap (-1: none yet)."""
+        return self._last_swap_frame
+
+    def _apply_swap(self) -> None:
+        """On the frame loop's thread (or with the loop stopped), holding _swap_lock."""
+        request, self._swap = self._swap, None
+        if request is None:
+            return
+        config, backend = request.config, request.backend
+        request.old, self.backend = self.backend, backend
+        self.config, self.preprocess, self.postprocess = config, request.preprocess, request.postprocess
+        for name in config.model.output.defect_classes:
+            if name not in self._defects:
+                self._defects[name] = self.registry.counter("defects", **{"class": name})
+        self._last_swap_frame = request.at_frame = self.frames
+        self._swaps.inc()
+        log.info("backend swapped after frame %d: now %s %s (%s)", self.frames, backend.name,
+                 backend.model.precision, backend.model.source.name)
+        request.done.set()
 
     def _other(self, batch: "_Batch") -> "_Batch":
         return self._batches[1] if batch is self._batches[0] else self._batches[0]
@@ -157,6 +241,9 @@ class Pipeline:
 
     def _wait(self, batch: "_Batch") -> np.ndarray:
         outputs = self.backend.wait()
+        watch = self.output_watch
+        if watch is not None:
+            watch(outputs[:len(batch.frames)])
         self._stage_ms["infer"].observe((time.monotonic() - batch.submitted) * 1000.0)
         self._inference_batches.inc()
         self._batch_sizes[len(batch.frames) - 1].inc()

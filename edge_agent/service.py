@@ -30,6 +30,8 @@ from edge_agent.config_loader import load_config
 from edge_agent.errors import EdgeAgentError, StopRequested
 from edge_agent.metrics import Registry
 from edge_agent.pipeline import Pipeline
+from edge_agent.rollout.controller import Rollout
+from edge_agent.rollout.session import effective_config, rollout_session
 from edge_agent.sdnotify import Notifier
 from edge_agent.service_reload import dry_run
 from edge_agent.service_watchdog import Watchdog
@@ -90,6 +92,7 @@ class Daemon:
         self.wake = threading.Event()
         self.watchdog = Watchdog(self)
         self.pipeline: Optional[Pipeline] = None
+        self.rollout: Optional[Rollout] = None
         self.phase = "starting"
         self.phase_text = "starting"
         self.progress_at = time.monotonic()
@@ -147,18 +150,20 @@ class Daemon:
 
     def _serve(self, config: AgentConfig) -> str:
         """Start the pipeline for `config`, run until stop / reload / end; returns which happened."""
-        self.set_phase("loading", "loading model {}".format(config.model.path.name))
+        serving = effective_config(config)  # a model rolled out earlier keeps serving after a restart
+        self.set_phase("loading", "loading model {}".format(serving.model.path.name))
         sinks = [self.telemetry] if self.telemetry is not None else []
         backend, self._next_backend = self._next_backend, None
         with contextlib.ExitStack() as stack:
-            pipeline = stack.enter_context(running_pipeline(config, self.registry, sinks, self._on_build_progress,
+            pipeline = stack.enter_context(running_pipeline(serving, self.registry, sinks, self._on_build_progress,
                                                             backend=backend))
             if self.stop_requested.is_set():
                 return "stopped"
             self.pipeline = pipeline
             if self.telemetry is not None:
-                self.telemetry.update_facts(pipeline_facts(config, pipeline))
+                self.telemetry.update_facts(pipeline_facts(serving, pipeline))
             loop = FrameLoop(pipeline, self.wake)
+            self.rollout = stack.enter_context(rollout_session(config, serving, pipeline, self.telemetry))
             loop.start()
             self.set_phase("running", "running")
             text = "running: {} source(s), {} {}".format(len(pipeline.runners), pipeline.backend.name,
@@ -181,6 +186,7 @@ class Daemon:
                 return "stuck"
             self.pipeline = None
             log.info("frame loop stopped after %d frames", pipeline.frames)
+        self.rollout = None
         return outcome
 
     def _supervise(self, loop: FrameLoop) -> str:
@@ -191,6 +197,10 @@ class Daemon:
                 return "stopped"
             if loop.finished:
                 if loop.error is not None:
+                    if self.rollout is not None and self.rollout.roll_back_after_crash(loop.error):
+                        log.warning("the new model crashed the frame loop within its probation: restarting the "
+                                    "pipeline with the previous model")
+                        return "reload"
                     return "crashed"
                 log.info("every source has finished; nothing left to inspect")
                 return "finished"
@@ -216,7 +226,7 @@ class Daemon:
         log.info("reload: trying out the new config from %s before stopping the running one", self.config_path)
         phase, text = self.phase, self.phase_text
         try:
-            backend = dry_run(new, self._on_build_progress)
+            backend = dry_run(new, effective_config(new), self._on_build_progress)
         except StopRequested:
             return False  # the stop request is acted on by _supervise
         except EdgeAgentError as exc:

@@ -49,8 +49,9 @@ def check_telemetry_settings(config: AgentConfig) -> None:
             folder))
 
 
-def dry_run(config: AgentConfig, progress: Optional[Progress] = None) -> Backend:
-    """Open what `config` needs while the running pipeline goes on; returns the opened backend
-    (the caller hands it to the new pipeline or closes it). Raises EdgeAgentError with the reason."""
+def dry_run(config: AgentConfig, serving: AgentConfig, progress: Optional[Progress] = None) -> Backend:
+    """Open what `config` needs while the running pipeline goes on (the model of `serving`: the
+    config with an active rollout applied); returns the opened backend (the caller hands it to the
+    new pipeline or closes it). Raises EdgeAgentError with the reason."""
     check_telemetry_settings(config)
-    return load_backend(config, progress)
+    return load_backend(serving, progress)

@@ -40,8 +40,8 @@ def run_gate(config: AgentConfig, candidate: PreparedModel, images: ImageSet,
             ref_probs = probabilities(reference.infer(1)[0], config)
             cand_probs = probabilities(served.infer(1)[0], config)
             drift = max(drift, float(np.max(np.abs(ref_probs - cand_probs))))
-            ref_mask = _class_mask(ref_probs, config)
-            cand_mask = _class_mask(cand_probs, config)
+            ref_mask = class_mask(ref_probs, config)
+            cand_mask = class_mask(cand_probs, config)
             for index in defect_ids:
                 a, b = ref_mask == index, cand_mask == index
                 intersection[index] += int(np.count_nonzero(a & b))
@@ -83,7 +83,7 @@ def probabilities(output: np.ndarray, config: AgentConfig) -> np.ndarray:
     return planes
 
 
-def _class_mask(probs: np.ndarray, config: AgentConfig) -> np.ndarray:
+def class_mask(probs: np.ndarray, config: AgentConfig) -> np.ndarray:
     """Per-pixel class id the line would report (-1 where no class reaches its score threshold)."""
     thresholds = config.model.thresholds
     scores = np.array([thresholds.for_class(name)[0] for name in config.model.output.classes], dtype=np.float32)

@@ -13,7 +13,7 @@ import multiprocessing
 import queue
 import signal
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from edge_agent.engine import Progress
 from edge_agent.errors import EdgeAgentError, EngineError
@@ -30,8 +30,9 @@ _SIGNAL_HINTS = {
 
 
 def run_isolated(target: str, kwargs: Dict[str, Any], what: str, progress: Progress,
-                 heartbeat: float = 5.0) -> Any:
-    """Call `module:function(report=..., **kwargs)` in a child; return its result or raise EngineError."""
+                 heartbeat: float = 5.0, on_start: Optional[Callable[[int], None]] = None) -> Any:
+    """Call `module:function(report=..., **kwargs)` in a child; return its result or raise EngineError.
+    `on_start(pid)` lets a caller watch or throttle the child (a rollout bounds its CPU share)."""
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
     child = context.Process(target=_child_main, args=(target, kwargs, messages, logging.getLogger().level),
@@ -42,6 +43,8 @@ def run_isolated(target: str, kwargs: Dict[str, Any], what: str, progress: Progr
     progress(what + ": starting", None)
     child.start()
     try:
+        if on_start is not None:
+            on_start(child.pid)
         while outcome is None:
             try:
                 message = messages.get(timeout=heartbeat)

@@ -88,12 +88,14 @@ def new_client(config: MqttConfig, client_id: str, tls: Optional[ssl.SSLContext]
 class BrokerLink:
     """Owns the paho client. Events on `self.events`:
     ("connected",) ("refused", reason) ("connect_failed",) ("disconnected", reason)
-    ("ack", mid, reason or None) ("suback", [reasons]) ("command", name, payload)."""
+    ("ack", mid, reason or None) ("suback", [reasons]) ("command", name, payload) ("desired", name, payload)."""
 
     def __init__(self, config: MqttConfig, client_id: str, command_prefix: str,
                  will: Tuple[str, bytes], wake: threading.Event) -> None:
         self.config = config
         self.command_prefix = command_prefix
+        # desired state (retained on purpose: it is replayed at each connection, the handler is idempotent)
+        self.desired_prefix = command_prefix[:-len("cmd/")] + "desired/"
         self.events = queue.SimpleQueue()  # of tuples, see the class docstring
         self.wake = wake
         self._tls = tls_context(config)
@@ -122,7 +124,7 @@ class BrokerLink:
         return self.client.publish(topic, payload, qos=QOS, retain=retain).mid
 
     def subscribe_commands(self) -> None:
-        self.client.subscribe(self.command_prefix + "+", qos=QOS)
+        self.client.subscribe([(self.command_prefix + "+", QOS), (self.desired_prefix + "+", QOS)])
 
     def stop(self) -> None:
         self.client.disconnect()
@@ -162,6 +164,8 @@ class BrokerLink:
         # A retained command would be replayed at every reconnect: only live commands count.
         if not message.retain and message.topic.startswith(self.command_prefix):
             self._put(("command", message.topic[len(self.command_prefix):], bytes(message.payload)))
+        elif message.topic.startswith(self.desired_prefix):
+            self._put(("desired", message.topic[len(self.desired_prefix):], bytes(message.payload)))
 
     def diagnose(self, timeout_s: float = 3.0) -> str:
         """Why a connection attempt failed, found by repeating its first steps (paho does not say)."""

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 import uuid
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from edge_agent import __version__
 from edge_agent.config import AgentConfig
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 LOOP_S = 0.05
 HEALTH_STALL_S = 10.0  # a telemetry loop quiet this long (it iterates every LOOP_S) counts as stuck
 COMMANDS = ("rebirth", "publish-now")
+RETAINED_PENDING_MAX = 100
 PROBE_UNITS = {"pct": "%", "mb": "MB", "c": "degC", "mw": "mW", "mhz": "MHz", "1m": "load"}
 OWN_CATALOGUE = {
     "outbox_messages": CatalogueEntry("count", "gauge", "messages waiting in the on-disk outbox"),
@@ -92,6 +93,13 @@ class Telemetry(ResultSink):
         self.link: Optional[BrokerLink] = None
         self.probe: Optional[SystemProbe] = None
         self.metrics_window = MetricsWindow(registry)
+        # extensions (rollout): command name -> handler(request dict) -> (ok, text), called on the
+        # telemetry thread (must only enqueue); desired-state name -> handler(raw payload)
+        self.command_handlers: Dict[str, Callable[[Dict[str, Any]], Tuple[bool, str]]] = {}
+        self.desired_handlers: Dict[str, Callable[[bytes], None]] = {}
+        self._retained: Dict[str, bytes] = {}  # topic -> latest retained payload (re-sent on connect)
+        self._retained_pending: List[Tuple[str, bytes]] = []
+        self._retained_lock = threading.Lock()
 
     # ---- public API -------------------------------------------------------------------------
     def start(self) -> "Telemetry":
@@ -115,6 +123,23 @@ class Telemetry(ResultSink):
             self.probe.memory_facts = self._memory_facts()
         self._rebirth.set()
         self._wake.set()
+
+    def publish_retained(self, kind: str, payload: Dict[str, Any]) -> None:
+        """Any thread: publish `payload` retained on `{base}/{kind}`: in order while connected (each
+        state change is seen), and the latest one again at every connection (it is a state)."""
+        topic = self.topics.base + "/" + kind
+        data = encode(self.envelope.stamp(kind, payload))
+        with self._retained_lock:
+            self._retained[topic] = data
+            self._retained_pending.append((topic, data))
+            del self._retained_pending[:-RETAINED_PENDING_MAX]  # a long outage needs only the latest
+        self._wake.set()
+
+    def _send_retained(self) -> None:
+        with self._retained_lock:
+            pending, self._retained_pending = self._retained_pending, []
+        for topic, data in pending:
+            self.link.publish(topic, data, retain=True)
 
     def on_result(self, result: InferenceResult) -> None:
         """Frame-loop thread: O(1) append; never waits (a full queue is counted and skipped)."""
@@ -189,6 +214,8 @@ class Telemetry(ResultSink):
                 next_metrics = max(next_metrics + self.mqtt.metrics_interval_s, self._heartbeat)
             if self._stop.is_set():
                 break
+            if self._link_up:
+                self._send_retained()
             self._send()
             self._wake.wait(LOOP_S)
             self._wake.clear()
@@ -244,6 +271,10 @@ class Telemetry(ResultSink):
                             "grant read access in the broker ACL", self.topics.commands, ", ".join(event[1]))
             elif kind == "command":
                 self._on_command(event[1], event[2])
+            elif kind == "desired":
+                handler = self.desired_handlers.get(event[1])
+                if handler is not None and event[2]:  # an empty retained payload clears the desired state
+                    handler(event[2])
         self.outbox.delete(acked)
 
     def _diagnose(self) -> None:
@@ -267,6 +298,8 @@ class Telemetry(ResultSink):
                  self.outbox.rows)
         self.link.publish(self.topics.status, self._status("online"), retain=True)
         self._publish_birth()
+        with self._retained_lock:
+            self._retained_pending = list(self._retained.items())
         self.link.subscribe_commands()
 
     def _on_ack(self, mid: int, failure: Optional[str], acked: List[int]) -> None:
@@ -379,7 +412,7 @@ class Telemetry(ResultSink):
             "probe_facts": self.probe.facts() if self.probe else {},
             "provenance": self.provenance,
             "describe": _jsonable(self.describe),
-            "commands": list(COMMANDS),
+            "commands": self._command_names(),
             "catalogue": {k: {"unit": e.unit, "type": e.kind, "description": e.description}
                           for k, e in sorted(self._catalogue.items())},
         }
@@ -398,13 +431,18 @@ class Telemetry(ResultSink):
         elif name == "publish-now":
             self._store([self._metrics_message()])
             ok, text = True, "metrics published"
+        elif name in self.command_handlers:
+            ok, text = self.command_handlers[name](request if isinstance(request, dict) else {})
         else:
-            ok, text = False, "unknown command {!r}; known: {}".format(name, ", ".join(COMMANDS))
+            ok, text = False, "unknown command {!r}; known: {}".format(name, ", ".join(self._command_names()))
         log.info("telemetry: command %s: %s", name, text)
         reply = {"command": name, "ok": ok, "message": text}
         if isinstance(request_id, (str, int)):
             reply["request_id"] = request_id
         self._store([NewMessage(KIND_REPLY, self.topics.reply(name), encode(self.envelope.stamp("reply", reply)))])
+
+    def _command_names(self) -> List[str]:
+        return list(COMMANDS) + sorted(self.command_handlers)
 
     # ---- facts ------------------------------------------------------------------------------
     def _provenance(self) -> Dict[str, Any]:
@@ -442,6 +480,7 @@ def pipeline_facts(config: AgentConfig, pipeline: Any) -> Dict[str, Any]:
     memory = backend.memory()
     return {
         "model_path": str(config.model.path),
+        "model_sha256": file_sha256(config.model.path),
         "backend": backend.name,
         "precision": backend.model.precision,
         "engine_fingerprint": backend.model.fingerprint,

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from edge_agent.telemetry import outbox as outbox_module
-from edge_agent.telemetry.outbox import KIND_EVENT, KIND_METRICS, NewMessage, Outbox
+from edge_agent.telemetry.outbox import KIND_EVENT, NewMessage, Outbox
 
 
 def _event(seq, size=2000):

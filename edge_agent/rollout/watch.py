@@ -1,0 +1,171 @@
+"""What a rollout watches on the running line: recent frames for the gate, the line's fps while the
+candidate builds (pausing the build when it costs too much), and a fresh model's outputs.
+
+All three are fed from the frame loop's thread with O(1) work (a copy of a few frames while armed,
+an isfinite pass over one batch's output while a new model is on probation) and read from the
+rollout thread.
+"""
+
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import psutil
+
+from edge_agent.pipeline import InferenceResult, ResultSink
+
+
+class RecentFrames(ResultSink):
+    """Copies the next `n` frames the line processes, only while a rollout asks for them."""
+
+    def __init__(self) -> None:
+        self._wanted = 0
+        self._frames: List[np.ndarray] = []
+        self._full = threading.Event()
+        self._lock = threading.Lock()
+
+    def on_result(self, result: InferenceResult) -> None:
+        if not self._wanted:
+            return
+        with self._lock:
+            if len(self._frames) < self._wanted:
+                self._frames.append(result.frame.image.copy())  # the image is only valid during this call
+                if len(self._frames) >= self._wanted:
+                    self._wanted = 0
+                    self._full.set()
+
+    def collect(self, n: int, timeout_s: float) -> List[np.ndarray]:
+        """Up to `n` frames from now on (fewer when the line is slower than `timeout_s` allows)."""
+        if n <= 0:
+            return []
+        with self._lock:
+            self._frames, self._wanted = [], n
+            self._full.clear()
+        self._full.wait(timeout_s)
+        with self._lock:
+            frames, self._frames, self._wanted = self._frames, [], 0
+        return frames
+
+
+def save_frames(frames: List[np.ndarray], path: Any) -> None:
+    np.savez(path, **{"frame_{}".format(i): f for i, f in enumerate(frames)})
+
+
+class BuildGovernor:
+    """Keeps the build child from costing the line more than `max_drop` of its fps.
+
+    The baseline is the line's fps just before the build; every `period_s` the fps since the last
+    look is compared with it, and when it fell by more than the bound the child (and its own
+    children, e.g. a TensorRT build) is suspended for one period, then resumed. The child already
+    runs at a high niceness; this is the guarantee when niceness is not enough (other processes,
+    a GPU-bound build). Figures are kept for the report."""
+
+    def __init__(self, pipeline: Any, max_drop: float, period_s: float = 1.0) -> None:
+        self.pipeline = pipeline
+        self.max_drop = max_drop
+        self.period_s = period_s
+        self.baseline_fps: Optional[float] = None
+        self.samples: List[float] = []
+        self.pauses = 0
+        self._pid: Optional[int] = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rollout-governor", daemon=True)
+
+    def measure_baseline(self, seconds: float) -> float:
+        start_frames, start = self.pipeline.frames, time.monotonic()
+        time.sleep(seconds)
+        self.baseline_fps = (self.pipeline.frames - start_frames) / max(time.monotonic() - start, 1e-6)
+        return self.baseline_fps
+
+    def attach(self, pid: int) -> None:
+        """Run-isolated's on_start: the child exists now."""
+        self._pid = pid
+        if not self._thread.is_alive():
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self._resume()
+
+    def figures(self) -> Dict[str, Any]:
+        during = float(np.median(self.samples)) if self.samples else None
+        figures: Dict[str, Any] = {"fps_before": _round(self.baseline_fps), "fps_during_build": _round(during),
+                                   "max_fps_drop": self.max_drop, "build_pauses": self.pauses}
+        if during is not None and self.baseline_fps:
+            figures["fps_drop"] = round(max(0.0, 1.0 - during / self.baseline_fps), 4)
+        return figures
+
+    def _run(self) -> None:
+        frames, at = self.pipeline.frames, time.monotonic()
+        while not self._stop.wait(self.period_s):
+            now, count = time.monotonic(), self.pipeline.frames
+            fps = (count - frames) / max(now - at, 1e-6)
+            frames, at = count, now
+            self.samples.append(fps)
+            if self.baseline_fps and fps < (1.0 - self.max_drop) * self.baseline_fps:
+                self.pauses += 1
+                self._suspend()
+                self._stop.wait(self.period_s)
+                self._resume()
+                frames, at = self.pipeline.frames, time.monotonic()  # the pause itself is not a sample
+
+    def terminate(self) -> None:
+        """End the build child and its children (the agent is stopping)."""
+        self._resume()
+        for process in self._tree():
+            try:
+                process.terminate()
+            except psutil.Error:
+                pass
+
+    def _tree(self) -> List[psutil.Process]:
+        if self._pid is None:
+            return []
+        try:
+            parent = psutil.Process(self._pid)
+            return [parent] + parent.children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def _suspend(self) -> None:
+        for process in self._tree():
+            try:
+                process.suspend()
+            except psutil.Error:
+                pass
+
+    def _resume(self) -> None:
+        for process in self._tree():
+            try:
+                process.resume()
+            except psutil.Error:
+                pass
+
+
+class OutputWatch:
+    """The sanity watch over a freshly swapped model: the first non-finite output is remembered
+    (the rollout thread rolls back). Probabilities out of range cannot come from softmax/sigmoid
+    of finite logits, so only `activation: none` models are range-checked."""
+
+    def __init__(self, check_range: bool) -> None:
+        self.check_range = check_range
+        self.problem: Optional[str] = None
+        self.tripped = threading.Event()
+
+    def __call__(self, outputs: np.ndarray) -> None:
+        if self.problem is not None:
+            return
+        if not np.isfinite(outputs).all():
+            self.problem = "the model produced non-finite outputs (NaN/inf) on the line"
+        elif self.check_range and (outputs.min() < -1e-3 or outputs.max() > 1.001):
+            self.problem = "the model produced probabilities outside [0, 1] on the line ({:.3f}..{:.3f})".format(
+                float(outputs.min()), float(outputs.max()))
+        if self.problem is not None:
+            self.tripped.set()
+
+
+def _round(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 2)
