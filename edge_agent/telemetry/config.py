@@ -63,6 +63,11 @@ class MqttConfig(_Strict):
     event_queue_size: int = Field(
         10000, ge=10, le=1000000, description="Frames with defects held in memory between the frame loop and the "
                                               "outbox writer; overflow is counted, never waited for.")
+    max_message_kb: int = Field(
+        128, ge=1, le=262144, description="Largest MQTT message sent, in kB (the broker's own limit, announced in "
+                                          "its MQTT v5 CONNACK, applies too). A queued message larger than the "
+                                          "limit is moved aside and counted (outbox_rejected_total), never resent. "
+                                          "128 suits most managed brokers.")
     inflight_max: int = Field(100, ge=1, le=65535, description="Messages sent but not yet acknowledged at once.")
     reconnect_min_s: float = Field(1.0, gt=0, le=60, description="First wait before reconnecting.")
     reconnect_max_s: float = Field(60.0, gt=0, le=3600, description="Longest wait between reconnects (backoff cap).")

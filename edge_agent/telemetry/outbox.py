@@ -291,26 +291,33 @@ class Outbox:
             ids, self._unapplied_deletes = self._unapplied_deletes, []
             self.delete(ids)
 
-    def move_aside(self, row: "OutboxRow", reason: str) -> None:
+    def move_aside(self, row_id: int, reason: str) -> None:
         """A row that can never be sent leaves the queue for the `rejected` table (the newest
         REJECTED_KEEP are kept for inspection); counted in `rejected`."""
         try:
+            found = self.db.execute("SELECT kind, topic, LENGTH(payload) FROM outbox WHERE id = ?",
+                                    (row_id,)).fetchone()
+            if found is None:
+                return
             with self._transaction():
-                self.db.execute("INSERT INTO rejected (id, kind, topic, payload, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
-                                (row.id, row.kind, row.topic, row.payload, reason, time.time()))
-                self.db.execute("DELETE FROM outbox WHERE id = ?", (row.id,))
+                self.db.execute("INSERT OR REPLACE INTO rejected (id, kind, topic, payload, reason, at) "
+                                "SELECT id, kind, topic, payload, ?, ? FROM outbox WHERE id = ?",
+                                (reason, time.time(), row_id))
+                self.db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
                 self.db.execute("DELETE FROM rejected WHERE id NOT IN (SELECT id FROM rejected ORDER BY id DESC "
                                 "LIMIT ?)", (REJECTED_KEEP,))
         except sqlite3.OperationalError as exc:
             self.write_error = str(exc)
-            log.error("telemetry outbox %s: cannot move row %d aside: %s", self.path, row.id, exc)
+            log.error("telemetry outbox %s: cannot move row %d aside: %s", self.path, row_id, exc)
             return
+        kind, topic, size = found
         self._rows -= 1
-        self._bytes -= len(row.payload)
+        self._bytes -= size
         self.rejected += 1
-        log.error("telemetry: %s message %d (%s, %d bytes) moved aside and not resent: %s (%d so far; kept in the "
-                  "'rejected' table of %s)", row.kind, row.id, row.topic, len(row.payload), reason, self.rejected,
-                  self.path)
+        if self._may_warn("rejected"):  # the first one, then at most one line a minute
+            log.error("telemetry: %s message %d (%s, %d bytes) moved aside and not resent: %s (%d so far; the newest "
+                      "are kept in the 'rejected' table of %s)", kind, row_id, topic, size, reason, self.rejected,
+                      self.path)
 
     def close(self) -> None:
         if self._db is not None:

@@ -23,8 +23,10 @@ from edge_agent.engine.cache import file_sha256
 from edge_agent.metrics import Registry
 from edge_agent.paths import state_dir
 from edge_agent.pipeline import InferenceResult, ResultSink
+from edge_agent.supervisor import SUPERVISOR, Task
 from edge_agent.telemetry.crops import copy_crop, encode_crop
 from edge_agent.telemetry.link import BrokerLink
+from edge_agent.telemetry.link_faults import BIRTH_ROW, FlapDetector, PacketGuard, packet_size, size_reason
 from edge_agent.telemetry.outbox import KIND_EVENT, KIND_METRICS, KIND_REPLY, NewMessage, Outbox
 from edge_agent.telemetry.payloads import (
     CatalogueEntry,
@@ -54,6 +56,10 @@ OWN_CATALOGUE = {
     "mqtt_connected": CatalogueEntry("bool", "gauge", "1 while connected to the broker"),
     "mqtt_connects_total": CatalogueEntry("count", "counter", "successful broker connections this session"),
     "messages_acked_total": CatalogueEntry("count", "counter", "outbox messages acknowledged by the broker"),
+    "outbox_rejected_total": CatalogueEntry("count", "counter", "messages moved aside: larger than the broker takes"),
+    "outbox_lost_events_total": CatalogueEntry("count", "counter", "events lost: the disk refused writes too long"),
+    "outbox_lost_metrics_total": CatalogueEntry("count", "counter", "metrics lost: the disk refused writes too long"),
+    "outbox_spilled_messages": CatalogueEntry("count", "gauge", "messages held in memory while the disk refuses"),
 }
 
 
@@ -74,8 +80,13 @@ class Telemetry(ResultSink):
         self._wake = threading.Event()
         self._rebirth = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="telemetry", daemon=True)
+        self._task: Optional[Task] = None
         self._heartbeat = time.monotonic()
+        self._guard = PacketGuard(self.mqtt.max_message_kb * 1024)
+        self._flaps = FlapDetector()
+        self._birth_refused = False  # too large for the limit known before sending: not sent this connection
+        self._birth_blocked = False  # the broker dropped us each time it was sent: not sent again
+        self._birth_mid: Optional[int] = None
         self._flush_deadline = 0.0
         self._link_up = False
         self._state = "starting"
@@ -109,7 +120,9 @@ class Telemetry(ResultSink):
         self.probe = SystemProbe(self.mqtt.metrics_interval_s, folder, self._memory_facts()).start()
         self.link = BrokerLink(self.mqtt, self.client_id, self.topics.command_prefix,
                                (self.topics.status, self._status("offline", seq=0)), self._wake)
-        self._thread.start()
+        # supervised: a crash of the loop is logged, counted and the loop restarted with backoff
+        self._task = SUPERVISOR.spawn("telemetry", self._work, stall_s=HEALTH_STALL_S, start=False)
+        self._task.start()
         self.link.start()
         log.info("telemetry to %s as %s (MQTT %s), topics %s/#, session %s", self.link.address, self.client_id,
                  self.mqtt.protocol, self.topics.base, self.session)
@@ -162,12 +175,18 @@ class Telemetry(ResultSink):
         queued = self.outbox.rows if self.outbox is not None else 0
         if self._stop.is_set():  # close() is flushing or done; the thread ends on purpose
             return True, "telemetry closing, {} queued".format(queued)
-        alive = self._thread.is_alive() and time.monotonic() - self._heartbeat < HEALTH_STALL_S
-        if not alive:
-            return False, "telemetry thread stopped or stuck, {} queued".format(queued)
+        task = self._task.status() if self._task is not None else None
+        if task is None or task.recovery_failed or not self._task.alive:
+            return False, "telemetry thread {}: {}, {} queued".format(
+                task.state if task else "not started", task.reason if task else "", queued)
+        if task.state == "restarting":
+            return True, "telemetry restarting after a failure ({}), {} queued".format(task.reason, queued)
+        disk = ""
+        if self.outbox.write_error is not None:
+            disk = "; outbox cannot write ({}), {} in memory".format(self.outbox.write_error, self.outbox.spilled)
         if self._link_up:
-            return True, "broker connected, {} queued".format(queued)
-        return True, "broker unreachable: {}, {} queued".format(self._problem or self._state, queued)
+            return True, "broker connected, {} queued{}".format(queued, disk)
+        return True, "broker unreachable: {}, {} queued{}".format(self._problem or self._state, queued, disk)
 
     @property
     def messages_acked(self) -> int:
@@ -179,8 +198,9 @@ class Telemetry(ResultSink):
         self._flush_deadline = time.monotonic() + flush_timeout_s
         self._stop.set()
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(flush_timeout_s + 10.0)
+        if self._task is not None:
+            self._task.join(flush_timeout_s + 10.0)
+            self._task.stop()  # also ends a restart backoff
         if self.link is not None:
             self.link.stop()
         if self.probe is not None:
@@ -191,18 +211,19 @@ class Telemetry(ResultSink):
             self.outbox.close()
 
     # ---- the telemetry thread -----------------------------------------------------------------
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception:
-            # Health turns false and says so; the frame loop is unaffected.
-            log.exception("telemetry thread failed; messages stay in the outbox for the next start")
-            raise
+    def _work(self, _stop: threading.Event) -> None:
+        """The supervised body: close() ends it through self._stop after the flush."""
+        self._loop()
 
     def _loop(self) -> None:
         next_metrics = time.monotonic() + self.mqtt.metrics_interval_s
+        next_retry = 0.0
         while True:
             self._heartbeat = time.monotonic()
+            self._task.beat()
+            if self.outbox.write_error is not None and self._heartbeat >= next_retry:
+                self.outbox.retry()  # a full disk: store what waits in memory once space is back
+                next_retry = self._heartbeat + 1.0
             self._handle_link_events()
             if self._rebirth.is_set():
                 self._rebirth.clear()
@@ -246,11 +267,9 @@ class Telemetry(ResultSink):
             if kind == "ack":
                 self._on_ack(event[1], event[2], acked)
             elif kind == "connected":
-                self._on_connected()
+                self._on_connected(event[1])
             elif kind == "disconnected":
-                if self._link_up:
-                    log.warning("telemetry: lost the broker %s (%s); %d queued, reconnecting", self.link.address,
-                                event[1], self.outbox.rows)
+                self._on_disconnected(event[1])
                 self._link_up = False
                 self._state = "disconnected"
                 self._resent.update(row_id for row_id, _ in self._inflight.values())
@@ -287,7 +306,35 @@ class Telemetry(ResultSink):
             log.warning("telemetry: %s", text)
         self._problem = text
 
-    def _on_connected(self) -> None:
+    def _on_disconnected(self, reason: str) -> None:
+        poison = self._guard.disconnected(reason)
+        if poison == BIRTH_ROW:
+            self._birth_blocked = True
+            log.error("telemetry: the broker %s closed the connection (%s) each time the birth message was sent: "
+                      "it is larger than the broker accepts. It is not sent again; status, metrics and events "
+                      "still are. Raise the broker's message size limit", self.link.address, reason)
+        elif poison is not None:
+            self.outbox.move_aside(poison, "the broker closed the connection ({}) each time it was sent: larger than "
+                                           "the broker accepts (its message size limit)".format(reason))
+        if self._flaps.lost() and not size_reason(reason):
+            self._report("broker {} keeps closing the connection right after accepting it ({}): most often another "
+                         "client uses the same client id '{}' (two agents with device.id '{}'?). Give every board "
+                         "its own device.id or mqtt.client_id".format(self.link.address, reason, self.client_id,
+                                                                       self.config.device.id))
+        elif self._link_up:
+            log.warning("telemetry: lost the broker %s (%s); %d queued, reconnecting", self.link.address,
+                        reason, self.outbox.rows)
+        elif self._problem is None or self._problem == "connecting":
+            # TCP worked but the MQTT handshake did not (a TLS port, a silent port): paho's
+            # on_connect_fail does not fire, so find out why and say it once
+            self._state = "handshake failed: " + reason
+            self._problem = "diagnosing"
+            threading.Thread(target=self._diagnose, name="telemetry-diagnose", daemon=True).start()
+
+    def _on_connected(self, broker_max: Optional[int] = None) -> None:
+        self._guard.connected(broker_max)
+        self._flaps.connected()
+        self._birth_refused = False
         self._connects += 1
         self._link_up = True
         self._state = "connected"
@@ -305,10 +352,13 @@ class Telemetry(ResultSink):
     def _on_ack(self, mid: int, failure: Optional[str], acked: List[int]) -> None:
         if mid == self._status_mid:
             self._status_mid = None
+        if mid == self._birth_mid:
+            self._guard.done(BIRTH_ROW)
         entry = self._inflight.pop(mid, None)
         if entry is None:
             return  # status/birth, or a message of an earlier connection (already resent)
         row_id, sent = entry
+        self._guard.done(row_id)
         if failure is not None:
             # MQTT v5 tells us the broker did not accept it (e.g. ACL): keep the row, back off.
             self._resent.add(row_id)
@@ -336,8 +386,14 @@ class Telemetry(ResultSink):
         exclude = [row_id for row_id, _ in self._inflight.values()]
         for row in self.outbox.pending(room, exclude):
             replay = row.queued_offline or row.session != self.session or row.id in self._resent
-            mid = self.link.publish(row.topic, with_replay(row.payload, replay))
+            payload = with_replay(row.payload, replay)
+            too_large = self._guard.too_large(row.topic, payload)
+            if too_large is not None:  # sending it would only get us disconnected, again and again
+                self.outbox.move_aside(row.id, too_large)
+                continue
+            mid = self.link.publish(row.topic, payload)
             self._inflight[mid] = (row.id, time.monotonic())
+            self._guard.sent(row.id, packet_size(row.topic, payload))
 
     def _store(self, messages: List[NewMessage]) -> None:
         if messages:
@@ -369,6 +425,10 @@ class Telemetry(ResultSink):
             "mqtt_connected": int(self._link_up),
             "mqtt_connects_total": self._connects,
             "messages_acked_total": self._acked,
+            "outbox_rejected_total": self.outbox.rejected,
+            "outbox_lost_events_total": self.outbox.lost_events,
+            "outbox_lost_metrics_total": self.outbox.lost_metrics,
+            "outbox_spilled_messages": self.outbox.spilled,
         }
         own.update(self.probe.latest if self.probe is not None else {})
         values, catalogue = self.metrics_window.collect(own, self._probe_catalogue(own))
@@ -416,7 +476,18 @@ class Telemetry(ResultSink):
             "catalogue": {k: {"unit": e.unit, "type": e.kind, "description": e.description}
                           for k, e in sorted(self._catalogue.items())},
         }
-        self.link.publish(self.topics.birth, encode(self.envelope.stamp("birth", birth)), retain=True)
+        payload = encode(self.envelope.stamp("birth", birth))
+        too_large = self._guard.too_large(self.topics.birth, payload)
+        if self._birth_blocked:
+            return
+        if too_large is not None:  # it would get the connection closed at every connect
+            if not self._birth_refused:
+                log.error("telemetry: the birth message is not sent: %s. Raise the broker's limit (or "
+                          "mqtt.max_message_kb); status, metrics and events are still sent", too_large)
+            self._birth_refused = True
+            return
+        self._birth_mid = self.link.publish(self.topics.birth, payload, retain=True)
+        self._guard.sent(BIRTH_ROW, packet_size(self.topics.birth, payload))
 
     def _on_command(self, name: str, payload: bytes) -> None:
         request_id = None

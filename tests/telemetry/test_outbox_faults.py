@@ -64,7 +64,7 @@ def test_a_row_that_can_never_be_sent_is_moved_aside_and_counted(tmp_path):
     outbox = Outbox(tmp_path / "o.sqlite", 10**9).open()
     outbox.add([_event(1), _event(2)], "s", offline=False)
     first = outbox.pending(1)[0]
-    outbox.move_aside(first, "larger than the broker's maximum packet size")
+    outbox.move_aside(first.id, "larger than the broker's maximum packet size")
     assert outbox.rejected == 1 and outbox.rows == 1
     assert _seqs(outbox) == [2]
     reason, = outbox.db.execute("SELECT reason FROM rejected").fetchone()
