@@ -50,7 +50,7 @@ def run_bench(config: AgentConfig, frames: int, rounds: int = 3) -> Dict[str, An
         stop = threading.Event()
         backend_fps: List[float] = []
         pipeline_fps: List[float] = []
-        with running_pipeline(pipeline_config, Registry()) as pipeline:
+        with running_pipeline(pipeline_config, Registry()) as pipeline, pipeline.backend.bind_thread():
             backend = pipeline.backend
             frame = SyntheticGenerator(seed=7).sample(0).image
             preprocess = Preprocessor(config.model.input)

@@ -5,10 +5,9 @@ the steady state allocates nothing: `seal()` after warm-up, and any later alloca
 `stats.after_seal` (and logged), which the tests and `scripts/gpu_check.py` check is zero.
 
 - `HostPool`: numpy arrays, for ONNX Runtime on the CPU (no device memory exists).
-- `CudaPool` (pycuda, imported lazily): on an integrated GPU (Jetson, where CPU and GPU share
-  one DRAM) host buffers are *mapped* pinned memory and the GPU reads them through their device
-  pointer: zero copies. On a discrete GPU, pinned host buffers plus device buffers and
-  asynchronous copies on one stream. The choice is read from the device's attributes.
+- `CudaPool` (`edge_agent.cuda_pool`, pycuda): mapped pinned memory on an integrated GPU (Jetson),
+  pinned + device memory and asynchronous copies on a discrete one; its CUDA context is bound per
+  thread (`bind_thread`).
 
 `BufferRing` holds N slots of I/O buffers so preprocessing of the next batch can fill one slot
 while the GPU works on another. `ScratchArena` is one device allocation shared by execution
@@ -16,14 +15,15 @@ contexts that never run at the same time (two engines, or candidate and referenc
 """
 
 import abc
+import contextlib
 import ctypes
 import logging
 import threading
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edge_agent.errors import BackendUnavailable, EdgeAgentError
+from edge_agent.errors import EdgeAgentError
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,15 @@ class BufferPool(abc.ABC):
         """An object with record() (after the work queued so far) and synchronize()."""
         return _DoneEvent()
 
+    def bind_thread(self) -> ContextManager[None]:
+        """Make this pool's device current on the calling thread for the `with` block.
+
+        A GPU pool's context is per thread (pycuda and the CUDA driver keep one context stack per
+        thread), so every thread that runs a loop over the pool binds it once for the loop; calls
+        from an unbound thread still work, each binding itself for its own duration. Pools without
+        a device need no binding."""
+        return contextlib.nullcontext()
+
     def _count(self, host: int = 0, device: int = 0) -> None:
         if host:
             self.stats.host_allocations += 1
@@ -186,91 +195,6 @@ class HostPool(BufferPool):
 
     def _free(self, memory: DeviceMemory) -> None:
         """numpy owns the block; dropping the last reference (the arena's or the ring's) frees it."""
-
-
-class CudaPool(BufferPool):
-    """pycuda memory on one device's primary context (the one TensorRT's runtime API uses)."""
-
-    has_device = True
-
-    def __init__(self, device: int = 0, mapped: Optional[bool] = None) -> None:
-        super().__init__()
-        try:
-            import pycuda.driver as cuda
-        except ImportError as exc:
-            raise BackendUnavailable(
-                "pycuda cannot be imported ({}); install it with pip install 'edge-agent[jetson]' "
-                "(it builds against the local CUDA: set CUDA_ROOT if nvcc is not on PATH)".format(exc)) from None
-        self.cuda = cuda
-        cuda.init()
-        self._device_handle = cuda.Device(device)
-        self._context = self._device_handle.retain_primary_context()
-        self._context.push()
-        attributes = self._device_handle.get_attributes()
-        self.integrated = bool(attributes.get(cuda.device_attribute.INTEGRATED, 0))
-        can_map = bool(attributes.get(cuda.device_attribute.CAN_MAP_HOST_MEMORY, 0))
-        # Mapped memory only pays on shared DRAM; on a discrete GPU every kernel access would cross PCIe.
-        self.zero_copy = (self.integrated if mapped is None else mapped) and can_map
-        self.kind = "cuda-mapped" if self.zero_copy else "cuda-pinned"
-        self.name = self._device_handle.name()
-        self.stream = cuda.Stream()
-        self.stream_handle = int(self.stream.handle)
-
-    def to_device(self, device_ptr: int, host_view: np.ndarray) -> None:
-        self.cuda.memcpy_htod_async(device_ptr, host_view, self.stream)
-
-    def to_host(self, host_view: np.ndarray, device_ptr: int) -> None:
-        self.cuda.memcpy_dtoh_async(host_view, device_ptr, self.stream)
-
-    def event(self) -> Any:
-        return _StreamEvent(self.cuda.Event(), self.stream)
-
-    def _host(self, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        if self.zero_copy:
-            array = self.cuda.pagelocked_zeros(shape, dtype, mem_flags=self.cuda.host_alloc_flags.DEVICEMAP)
-        else:
-            array = self.cuda.pagelocked_zeros(shape, dtype)
-        self._held.append(array)
-        return array
-
-    def device_pointer(self, host_array: np.ndarray) -> int:
-        if not self.zero_copy:
-            return super().device_pointer(host_array)
-        allocation = host_array.base
-        if not hasattr(allocation, "get_device_pointer"):
-            raise EdgeAgentError("device_pointer needs a whole buffer from this pool, not a view of one")
-        return int(allocation.get_device_pointer())
-
-    def _device(self, nbytes: int) -> DeviceMemory:
-        allocation = self.cuda.mem_alloc(nbytes)
-        return DeviceMemory(int(allocation), nbytes, allocation)
-
-    def _free(self, memory: DeviceMemory) -> None:
-        memory.handle.free()
-
-    def free_device_bytes(self) -> int:
-        free, _ = self.cuda.mem_get_info()
-        return int(free)
-
-    def close(self) -> None:
-        self.stream.synchronize()
-        for array in self._held:
-            array.base.free()
-        super().close()
-        self._context.pop()
-
-
-class _StreamEvent:
-    __slots__ = ("_event", "_stream")
-
-    def __init__(self, event: Any, stream: Any) -> None:
-        self._event, self._stream = event, stream
-
-    def record(self) -> None:
-        self._event.record(self._stream)
-
-    def synchronize(self) -> None:
-        self._event.synchronize()
 
 
 class Slot:

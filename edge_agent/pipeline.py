@@ -127,11 +127,16 @@ class Pipeline:
         Two batches alternate: while the backend runs one (`submit`), the loop takes and
         preprocesses the next into the backend's next input slot; a backend that `overlaps` gets
         that next batch submitted before the finished one is postprocessed. Frames in flight are
-        always finished, so a stop never loses a frame that was taken from a source."""
+        always finished, so a stop never loses a frame that was taken from a source.
+
+        The backend's device is bound to the calling thread for the whole loop (a CUDA context is
+        per thread: the daemon opens the backend on its main thread and loops on another). A
+        backend swapped in mid-loop binds itself call by call (BufferPool.bind_thread)."""
         with self._swap_lock:
             self._looping = True
         try:
-            return self._loop(stop, max_frames, duration_s)
+            with self.backend.bind_thread():
+                return self._loop(stop, max_frames, duration_s)
         finally:
             with self._swap_lock:
                 self._looping = False

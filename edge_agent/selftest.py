@@ -79,7 +79,7 @@ def _measure(config: AgentConfig, golden: List[np.ndarray], iterations: int,
     variant = Variant(config.backend.type, config.backend.precision)
     rss_before = psutil.Process().memory_info().rss
     try:
-        with open_backend(config) as backend:
+        with open_backend(config) as backend, backend.bind_thread():  # CUDA context per thread
             outputs = _golden_outputs(backend, config, golden)
             fps, latencies = _speed(backend, iterations)
             usage = backend.memory()

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Check edge-agent's buffer layer and memory budget against real CUDA (pycuda), in one run.
 
-TensorRT is not needed (and cannot be installed on the GPU test machines): a tiny CUDA kernel
+The daemon's own shape (frame loop on its own thread over the TensorRT backend) is checked by
+scripts/gpu_daemon_check.py. TensorRT is not needed (and cannot be installed on the GPU test
+machines): a tiny CUDA kernel
 stands in for the engine, reading the input address and writing the output address exactly as
 `execute_async_v3` would. What is checked, each on the pinned (discrete GPU) and the mapped
 (zero-copy, Jetson) path:
@@ -28,7 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_agent.budget import MB, BudgetExceeded, MemoryBudget, MemoryPlan, MemoryTerm  # noqa: E402
-from edge_agent.buffers import BufferRing, CudaPool, ScratchArena, TensorLayout, ring_bytes  # noqa: E402
+from edge_agent.buffers import BufferRing, ScratchArena, TensorLayout, ring_bytes  # noqa: E402
+from edge_agent.cuda_pool import CudaPool  # noqa: E402
 from edge_agent.errors import EdgeAgentError  # noqa: E402
 
 KERNEL = """
@@ -231,6 +234,8 @@ def main():
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
     kernel_pool = CudaPool(mapped=False)  # the module must be loaded inside a context
+    binding = kernel_pool.bind_thread()  # this thread's raw pycuda calls need the context current
+    binding.__enter__()
     try:
         kernel = build_kernel()
         failures = []
@@ -247,6 +252,7 @@ def main():
         budget, problems = check_budget()
         failures += problems
     finally:
+        binding.__exit__(None, None, None)
         kernel_pool.close()
     pinned_reuse = next(r for r in rings if r["path"] == "cuda-pinned" and r["slots"] == 2)["ms_per_frame"]
     print("device: {} (integrated: {})".format(rings[0]["device"], rings[0]["integrated"]))

@@ -175,6 +175,9 @@ class TwoSlotBackend:
     def memory(self):
         return self.inner.memory()
 
+    def bind_thread(self):
+        return self.inner.bind_thread()
+
 
 def test_overlapping_backend_keeps_every_frame_with_its_own_result(tmp_path, dark_model):
     from edge_agent.agent import open_backend

@@ -15,8 +15,9 @@ Memory: `memory_plan()` says what `open()` will allocate, term by term, before a
 """
 
 import abc
+import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, ContextManager, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -77,7 +78,8 @@ class Backend(abc.ABC):
         if self.input_buffer is None or self.input_spec is None or self.output_spec is None:
             raise EdgeAgentError("backend {} did not set up its buffers".format(self.name))
         self.input_buffer[...] = 0
-        self.infer(self.max_batch)
+        with self.bind_thread():
+            self.infer(self.max_batch)
         if self.pool is not None:
             self.pool.seal()  # every buffer exists now; any later allocation is counted as a leak
         return self
@@ -105,6 +107,11 @@ class Backend(abc.ABC):
             raise EdgeAgentError("backend {}: wait() without a submitted batch".format(self.name))
         n, self._pending = self._pending, None
         return self._wait(n) if self._pending_output is None else self._pending_output
+
+    def bind_thread(self) -> ContextManager[None]:
+        """Bind the backend's device to the calling thread for a loop over it (see BufferPool.bind_thread);
+        every thread that runs inference (frame loop, gate, self-test) wraps its loop in this."""
+        return self.pool.bind_thread() if self.pool is not None else contextlib.nullcontext()
 
     def memory_plan(self) -> MemoryPlan:
         """What open() will allocate, before it allocates: the model file and I/O buffers by default."""

@@ -23,7 +23,8 @@ import numpy as np
 
 from edge_agent.backends.base import Backend, MemoryUsage, TensorSpec
 from edge_agent.budget import MemoryPlan, MemoryTerm
-from edge_agent.buffers import BufferPool, BufferRing, CudaPool, ScratchArena, TensorLayout
+from edge_agent.buffers import BufferPool, BufferRing, ScratchArena, TensorLayout
+from edge_agent.cuda_pool import CudaPool
 from edge_agent.errors import BackendUnavailable, ModelError
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,10 @@ class TensorRTBackend(Backend):
                 if not tensor.is_input:
                     pool.to_host(views[tensor.name], slot.address[tensor.name])
         self._events[slot.index].record()
+        if len(ring.slots) == 1:
+            # One slot: the next input_buffer is this batch's own input, which the frame loop fills
+            # as soon as submit returns; the GPU must be done with it (copy, or mapped read) first.
+            self._events[slot.index].synchronize()
         self._inflight = slot.index
         self.input_buffer = ring.advance().host[input_name]
 
@@ -252,16 +257,22 @@ class TensorRTBackend(Backend):
         return self._views[index][n][self.output_spec.name]
 
     def _close(self) -> None:
-        if self.pool is not None and self._inflight >= 0:
-            self._events[self._inflight].synchronize()
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
-        if self.scratch is not None:
-            self.scratch.drop(self._id)
-        self._context = None  # TensorRT frees a context when its last reference goes
-        self._engine = None
-        if self._owns_pool and self.pool is not None:
+        if self.pool is None:
+            self._context = None
+            self._engine = None
+            return
+        with self.pool.bind_thread():  # close() may run on another thread than the frame loop
+            if self._inflight >= 0:
+                self._events[self._inflight].synchronize()
+            self._events = []
+            if self._ring is not None:
+                self._ring.close()
+                self._ring = None
+            if self.scratch is not None:
+                self.scratch.drop(self._id)
+            self._context = None  # TensorRT frees a context when its last reference goes
+            self._engine = None
+        if self._owns_pool:
             self.pool.close()
             self.pool = None
 

@@ -33,7 +33,7 @@ def run_gate(config: AgentConfig, candidate: PreparedModel, images: ImageSet,
     drift = 0.0
     count = 0
     with create_backend(reference_model, reference_config) as reference, \
-            create_backend(candidate, config) as served:
+            create_backend(candidate, config) as served, served.bind_thread():
         for tensor in images.tensors(config.model.input):
             reference.input_buffer[0] = tensor[0]
             served.input_buffer[0] = tensor[0]

@@ -154,7 +154,11 @@ def build_plan(report: Report, module: str, onnx_path: str, output: str, precisi
     _parse(trt, parser, Path(onnx_path), node_names, node_ops)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-    config.builder_optimization_level = optimization_level
+    if hasattr(trt.IBuilderConfig, "builder_optimization_level"):  # 8.6+: absent on JetPack 5 (8.5.2)
+        config.builder_optimization_level = optimization_level
+    elif optimization_level != 3:
+        log.warning("backend.optimization_level %d ignored: TensorRT %s has no builder optimization level "
+                    "(added in 8.6); it builds at its fixed default", optimization_level, trt.__version__)
     optimization_profile = builder.create_optimization_profile()
     for index in range(network.num_inputs):
         tensor = network.get_input(index)

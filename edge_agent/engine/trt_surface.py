@@ -3,14 +3,19 @@
 `tests/engine/test_trt_conformance.py` imports the real TensorRT Python bindings of each
 supported version (PyPI wheels, stub NVIDIA libraries) and checks each entry: it exists with a
 matching signature in every version, or it is marked `probed` and the code asks `hasattr` before
-using it. An AST test checks that every `trt.X` written in `edge_agent/` is declared here, and the
-builder's test fakes are generated from this list and the recorded real surface, so no fake
-offers what TensorRT lacks. Add a name here before using it (the runtime backend too).
+using it. TensorRT 8.5.2 (JetPack 5) has no bindings wheel: its surface is 8.6.1 minus what 8.6
+added, each removal citing NVIDIA's release notes (tests/engine/trt_surface_852.py). An AST test
+checks that every `trt.X` written in `edge_agent/` is declared here, and the builder's test fakes
+are generated from this list and the recorded real surface, so no fake offers what TensorRT lacks.
+Add a name here before using it (the runtime backend too).
 """
 
 from typing import NamedTuple, Tuple
 
-SUPPORTED_VERSIONS = ("8.6.1", "10.3.0", "10.13.3.9", "10.16.1.11", "11.4.0.106")
+SUPPORTED_VERSIONS = ("8.5.2", "8.6.1", "10.3.0", "10.13.3.9", "10.16.1.11", "11.4.0.106")
+# Versions with no bindings wheel on PyPI, checked against a surface derived from a real one:
+# 8.5.2 (JetPack 5) = 8.6.1 minus what 8.6 added (tests/engine/trt_surface_852.py cites each removal).
+DERIVED_VERSIONS = {"8.5.2": "8.6.1"}
 
 
 class Use(NamedTuple):
@@ -49,7 +54,7 @@ SURFACE = (
     Use("ParserError.node_name", probed=True),
     Use("ParserError.node_operator", probed=True),
     Use("IBuilderConfig.set_memory_pool_limit", ("pool", "pool_size")),
-    Use("IBuilderConfig.builder_optimization_level"),
+    Use("IBuilderConfig.builder_optimization_level", probed=True),  # 8.6+
     Use("IBuilderConfig.add_optimization_profile", ("profile",)),
     Use("IBuilderConfig.set_flag", ("flag",)),
     Use("IBuilderConfig.default_device_type"),

@@ -47,7 +47,8 @@ def test_precision_by_flags_where_they_exist_else_strongly_typed(fake_trt, tmp_p
     else:
         assert config.flags == {fake_trt.BuilderFlag.FP16}
     assert config.pools[fake_trt.MemoryPoolType.WORKSPACE] == 1 << 30
-    assert config.builder_optimization_level == 4
+    if hasattr(fake_trt.IBuilderConfig, "builder_optimization_level"):  # 8.6+
+        assert config.builder_optimization_level == 4
     assert config.profiles[0].shapes["image"] == tuple(tuple(s) for s in PROFILE["image"])
     assert (tmp_path / "plan").read_bytes().startswith(b"PLAN") and result["device_memory_bytes"] == 1 << 20
     assert (tmp_path / "timing.cache").read_bytes() == b"+timing"
@@ -110,3 +111,16 @@ def test_a_fake_cannot_offer_what_tensorrt_lacks():
     assert not hasattr(fake.BuilderFlag, "FP16") and not hasattr(fake, "IInt8EntropyCalibrator2")
     assert not hasattr(fake.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH")
     assert not hasattr(make_fake("8.6.1"), "IProgressMonitor")
+
+
+def test_jetpack5_tensorrt_852_builds_without_the_86_optimization_level(tmp_path, monkeypatch, caplog):
+    """8.5.2 has no IBuilderConfig.builder_optimization_level: assigning it is an AttributeError
+    (as on a real JetPack 5 board), so the builder must probe for it and say it is ignored."""
+    module = make_fake("8.5.2")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(_OnnxParser, "fail_at_node", None)
+    with pytest.raises(AttributeError, match="builder_optimization_level"):
+        module.IBuilderConfig().builder_optimization_level = 4
+    _, result = _build(module, tmp_path, "fp16")
+    assert _Builder.last[1].flags == {module.BuilderFlag.FP16} and result["plan_bytes"] > 0
+    assert "optimization_level 4 ignored" in caplog.text

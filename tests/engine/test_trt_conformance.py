@@ -4,7 +4,8 @@ import ast
 import json
 
 import pytest
-from trt_introspect import REPO, SNAPSHOT, run_version
+from trt_introspect import REPO, SNAPSHOT, run_names, run_version
+from trt_surface_852 import ADDED_IN_8_6, derive_852
 
 from edge_agent.engine.trt_surface import NAMES, SUPPORTED_VERSIONS, SURFACE
 
@@ -47,6 +48,20 @@ def test_recorded_snapshot_matches_the_real_bindings(real_surface):
     recorded = json.loads(SNAPSHOT.read_text()).get(version)
     assert recorded == surface, ("tests/engine/trt_surface_snapshot.json is stale for {}: run "
                                  "`python tests/engine/trt_introspect.py --write`".format(version))
+
+
+def test_the_852_surface_is_861_minus_what_86_added():
+    """Every removal names something the real 8.6.1 bindings have (else the list is wrong), cites
+    its source, and the recorded 8.5.2 surface is exactly the derivation."""
+    assert all(citation.strip() for citation in ADDED_IN_8_6.values())
+    snapshot = json.loads(SNAPSHOT.read_text())
+    assert snapshot["8.5.2"] == derive_852(snapshot["8.6.1"])
+    assert not snapshot["8.5.2"]["IBuilderConfig.builder_optimization_level"]["exists"]
+    data, reason = run_names("8.6.1", sorted(ADDED_IN_8_6))
+    if data is None:
+        pytest.skip("TensorRT 8.6.1 bindings unavailable, the 8.5.2 removals NOT checked: {}".format(reason))
+    absent = [name for name, entry in data["surface"].items() if not entry["exists"]]
+    assert absent == [], "not in the real 8.6.1 bindings, so not an 8.6 addition to remove: {}".format(absent)
 
 
 def test_snapshot_covers_the_declared_surface():

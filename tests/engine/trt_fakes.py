@@ -233,6 +233,21 @@ _BEHAVIOUR = {cls.__name__[1:]: cls for cls in (
 _INTERNAL = {"Builder.dla_cores", "Builder.last", "OnnxParser.fail_at_node", "OnnxParser.errors"}
 
 
+def _refusing_setattr(class_name, real):
+    """Like a pybind11 object: assigning a property this version lacks is an AttributeError (a plain
+    Python object would silently grow the attribute and hide the bug)."""
+    absent = frozenset(name.split(".", 1)[1] for name in NAMES
+                       if name.startswith(class_name + ".") and name.count(".") == 1
+                       and name in real and not real[name]["exists"])
+
+    def __setattr__(self, attr, value):
+        if attr in absent:
+            raise AttributeError("'tensorrt.{}' object has no attribute '{}'".format(class_name, attr))
+        object.__setattr__(self, attr, value)
+
+    return __setattr__
+
+
 def make_fake(version):
     real = json.loads(SNAPSHOT.read_text())[version]
     module = types.ModuleType("tensorrt_fake_" + version.replace(".", "_"))
@@ -260,6 +275,7 @@ def make_fake(version):
                         name, params, real[name]["signatures"]))
             members[attr] = value
         members["_fake"] = module  # behaviours create objects of the filtered classes, never their own
+        members["__setattr__"] = _refusing_setattr(class_name, real)
         setattr(module, class_name, type(class_name, (), members))
     module.ILogger.Severity = _Severity
     return module

@@ -71,14 +71,35 @@ def introspect(trt, names):
 
 
 def run_version(version):
-    """Introspection of one fetched version, or the reason it is not available."""
+    """Introspection of one fetched version (or one derived from a fetched one), or the reason it is not
+    available."""
+    from edge_agent.engine.trt_surface import DERIVED_VERSIONS
+
+    if version in DERIVED_VERSIONS:
+        from trt_surface_852 import derive_852
+
+        data, reason = run_version(DERIVED_VERSIONS[version])
+        if data is None:
+            return None, "derived from {}, which is unavailable: {}".format(DERIVED_VERSIONS[version], reason)
+        return {"version": version, "surface": derive_852(data["surface"])}, None
+    return _run_real(version)
+
+
+def run_names(version, names):
+    """{name: entry} of the real bindings of `version` for names outside the declared surface."""
+    return _run_real(version, names)
+
+
+def _run_real(version, names=None):
     folder = BINDINGS / version
     if (folder / "FAILED").exists():
         return None, (folder / "FAILED").read_text().strip()
     if not (folder / "stubs" / "READY").exists():
         return None, "not fetched (run scripts/fetch_trt_bindings.py; scripts/test.sh does)"
     env = dict(os.environ, LD_LIBRARY_PATH=str(folder / "stubs"), PYTHONPATH=os.pathsep.join([str(folder), str(REPO)]))
-    proc = subprocess.run([sys.executable, __file__, "--child"], env=env, capture_output=True, text=True, timeout=120)
+    extra = ["--names", ",".join(names)] if names else []
+    proc = subprocess.run([sys.executable, __file__, "--child"] + extra, env=env, capture_output=True, text=True,
+                          timeout=120)
     if proc.returncode != 0:
         return None, "importing the {} bindings failed: {}".format(version, proc.stderr.strip()[-800:])
     return json.loads(proc.stdout), None
@@ -90,7 +111,8 @@ def main():
 
         from edge_agent.engine.trt_surface import NAMES
 
-        print(json.dumps({"version": trt.__version__, "surface": introspect(trt, sorted(NAMES))}))
+        names = sys.argv[sys.argv.index("--names") + 1].split(",") if "--names" in sys.argv else sorted(NAMES)
+        print(json.dumps({"version": trt.__version__, "surface": introspect(trt, names)}))
         return 0
     if "--write" in sys.argv:
         from edge_agent.engine.trt_surface import SUPPORTED_VERSIONS

@@ -1,9 +1,11 @@
 """A stand-in `tensorrt` module for tests on machines without TensorRT or a GPU.
 
-Only names and call shapes that the real bindings have (checked against TensorRT 8.6 / 10.x / 11.x
-by the engine's conformance tests) are offered. `generation` picks the API of one era:
-"10" (USER_MANAGED + set_device_memory + device_memory_size_v2) or "8" (context without device
-memory + `device_memory` attribute, `device_memory_size`). The "engine" is a JSON file; executing
+`make_fake_tensorrt(version)` gives the fake of one supported version (8.5.2 ... 11.4): the API
+era is read from that version's recorded real surface (tests/engine/trt_surface_snapshot.json,
+checked against the real bindings by the conformance tests; 8.5.2 derived from 8.6.1): "10"
+(USER_MANAGED + set_device_memory + device_memory_size_v2) or "8" (context without device memory +
+`device_memory` attribute, `device_memory_size`). The fake is then checked against that surface:
+it never offers a declared name that the version lacks. The "engine" is a JSON file; executing
 it reads the input at its bound address and writes output[b, c] = input[b, 0] * (c + 1), so the
 tests see real data move through the buffers. Memory is addressed by pointer, as on a GPU.
 """
@@ -13,6 +15,7 @@ import enum
 import json
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,10 +151,33 @@ class Runtime:
         return self.module.ICudaEngine(spec, self.logger)
 
 
-def make_fake_tensorrt(generation="10"):
-    """A fresh module object shaped like TensorRT of that generation."""
+SNAPSHOT = Path(__file__).resolve().parents[1] / "engine" / "trt_surface_snapshot.json"
+VERSIONS = ("8.5.2", "8.6.1", "10.3.0", "11.4.0.106")  # both eras, JetPack 5's derived surface, the newest
+
+
+def make_fake_tensorrt(version="10.3.0"):
+    """A fresh module object shaped like TensorRT `version`, checked against its recorded surface."""
+    real = json.loads(SNAPSHOT.read_text())[version]
+    generation = "10" if real["ICudaEngine.device_memory_size_v2"]["exists"] else "8"
+    module = _make_generation(generation)
+    module.__version__ = version
+    offered = [name for name, entry in real.items() if not entry["exists"] and _has(module, name)]
+    if offered:
+        raise AssertionError("fake TensorRT {} offers {}, which the real {} lacks".format(version, offered, version))
+    return module
+
+
+def _has(module, dotted):
+    owner = module
+    for part in dotted.split("."):
+        if not hasattr(owner, part):
+            return False
+        owner = getattr(owner, part)
+    return True
+
+
+def _make_generation(generation):
     module = types.ModuleType("tensorrt")
-    module.__version__ = {"10": "10.3.0", "8": "8.6.1"}[generation]
     for name in ("ILogger", "TensorIOMode", "DataType"):
         setattr(module, name, globals()[name])
 
@@ -208,9 +234,9 @@ def write_engine(path, input_name="image", output_name="logits", shape=(3, 8, 8)
     return path
 
 
-@pytest.fixture(params=["10", "8"])
+@pytest.fixture(params=VERSIONS)
 def fake_trt(request, monkeypatch):
-    """The fake TensorRT of one API generation, importable as `tensorrt` for the test's duration."""
+    """The fake TensorRT of one version, importable as `tensorrt` for the test's duration."""
     module = make_fake_tensorrt(request.param)
     monkeypatch.setitem(sys.modules, "tensorrt", module)
     return module
