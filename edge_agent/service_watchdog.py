@@ -22,6 +22,8 @@ import threading
 import time
 from typing import Any, List, Tuple
 
+import psutil
+
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 5.0  # how often STATUS= is refreshed when no watchdog is configured
@@ -46,6 +48,7 @@ class Watchdog:
         self._status_at = 0.0
         self._last_status = ""
         self._fps = 0.0
+        self._over_budget = False
 
     def start(self) -> None:
         self._thread.start()
@@ -95,6 +98,7 @@ class Watchdog:
             if quiet > LOAD_STALL_S:
                 return False, "{}: no progress for {:.0f} s".format(daemon.phase_text, quiet)
             text = daemon.phase_text
+        text += self._memory_text(daemon.config.memory.limit_mb)
         for task in daemon.supervisor.problems():
             what = "{} {} ({} failures): {}".format(task.name, task.state, task.failures, task.reason)
             if task.recovery_failed:
@@ -107,6 +111,22 @@ class Watchdog:
                 return False, "{}; telemetry stuck: {}".format(text, telemetry_text)
             text = "{}; {}".format(text, telemetry_text)
         return True, text
+
+    def _memory_text(self, limit_mb: int) -> str:
+        """The memory budget gates admission at load time; here the running process is compared with
+        it: above it, STATUS says so and the log warns once per crossing (not a watchdog failure:
+        systemd's MemoryMax is the hard stop)."""
+        rss_mb = psutil.Process().memory_info().rss / 2**20
+        over = rss_mb > limit_mb
+        if over != self._over_budget:
+            if over:
+                log.warning("resident memory %.0f MB is above memory.limit_mb %d MB: the admitted plan did not "
+                            "cover everything; raise memory.limit_mb or look for growth (metrics process_rss_mb)",
+                            rss_mb, limit_mb)
+            else:
+                log.info("resident memory %.0f MB is within memory.limit_mb %d MB again", rss_mb, limit_mb)
+            self._over_budget = over
+        return "; RSS {:.0f} MB over memory.limit_mb {} MB".format(rss_mb, limit_mb) if over else ""
 
     def _running_text(self, pipeline: Any, now: float) -> str:
         frames = pipeline.registry.counter_total("frames_processed")

@@ -138,6 +138,8 @@ class MetricsWindow:
                 total_key = base + unit_part + "_total"
                 previous = totals.get(total_key, (0, unit, description))
                 totals[total_key] = (previous[0] + value, unit or "count", description)
+        # Sent before the pipeline has created its counters too (the model may still be loading).
+        totals.setdefault("frames_processed_total", (0, "count", DESCRIPTIONS["frames_processed"]))
         for key, (value, unit, description) in totals.items():
             values[key] = value
             catalogue[key] = CatalogueEntry(unit, "counter", description + " (all labels)")

@@ -264,6 +264,10 @@ class SystemProbe:
                 values.update(provider.read())
             except (OSError, RuntimeError, ValueError) as exc:
                 log.debug("system probe %s failed this time: %s", provider.name, exc)
+        budget = values.get("memory_budget_mb")
+        if budget and "process_rss_mb" in values:
+            # the budget gates admission; this says how the running process compares with it
+            values["memory_budget_used_pct"] = round(values["process_rss_mb"] / budget * 100.0, 1)
         self.latest = values  # one reference swap: readers see a whole snapshot
         return values
 
