@@ -4,8 +4,9 @@ reloads, a SIGHUP burst) for two minutes; fails on lost seq or growth (scripts/s
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_short_soak_loses_nothing_and_does_not_grow():

@@ -205,3 +205,43 @@ def test_link_cut_through_a_proxy_loses_no_seq(tmp_path):
         ok, numbers = _continuous(collector, suffix)
         assert ok, (suffix, numbers)
     assert "lost the broker" in log.read_text()
+
+
+def test_sigkill_during_outbox_writes_keeps_the_outbox_whole(tmp_path):
+    import signal
+    import sqlite3
+
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker")  # down: every message is written to the outbox and stays
+    data = agent_config(tmp_path, broker.port, fps=40, interval=0.2)
+    data["model"]["thresholds"]["min_area_px"] = 10  # many events: the outbox writes all the time
+    config = write_agent_config(tmp_path, data)
+    for round_ in range(3):
+        log = tmp_path / "agent-{}.log".format(round_)
+        agent = start_agent(config, log)
+        _wait_log(log, "running: 1 source(s)", timeout=60)
+        time.sleep(1.5 + 0.37 * round_)
+        assert stop_agent(agent, sig=signal.SIGKILL) == -signal.SIGKILL
+    db = sqlite3.connect(str(tmp_path / "state" / "outbox.sqlite"))
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    stored = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    db.close()
+    assert stored > 0
+    broker.start()
+    collector = Collector(broker.port)
+    log = tmp_path / "agent-last.log"
+    agent = start_agent(config, log)
+    try:
+        collector.wait_for(lambda c: len({m["session"] for m in c.json("/metrics")}) >= 4, timeout=60,
+                           what="the backlog of the three killed sessions")
+        time.sleep(2)
+    finally:
+        code = stop_agent(agent)
+        broker.stop()
+    assert code == 0
+    for suffix in ("/metrics", "/events/defect"):
+        messages = collector.json(suffix)
+        for session in {m["session"] for m in messages}:
+            numbers = seqs(messages, session)
+            # committed rows all arrive: a kill can only cut a session's tail, never leave a hole
+            assert numbers == list(range(numbers[0], numbers[-1] + 1)) and numbers[0] == 1, (suffix, numbers)
