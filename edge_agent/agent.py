@@ -10,6 +10,7 @@ from edge_agent.budget import MemoryBudget
 from edge_agent.config import AgentConfig
 from edge_agent.engine import Progress, prepare_model
 from edge_agent.metrics import Registry
+from edge_agent.modelcheck import verify
 from edge_agent.pipeline import Pipeline, ResultSink
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,9 @@ def load_backend(config: AgentConfig, progress: Optional[Progress] = None,
                  prepared: Optional[PreparedModel] = None) -> Backend:
     """Prepare the model for the configured precision (unless `prepared` is given), admit its memory
     plan against the budget (BudgetExceeded before anything is allocated), open the backend; the
-    caller closes it."""
+    caller closes it. The model is compared with the config first (modelcheck): a mismatch is one
+    ModelError line per problem, before anything is built or loaded."""
+    verify(config.model)
     if prepared is None:
         prepared = prepare_model(config, progress=progress)
     backend = create_backend(prepared, config)

@@ -286,8 +286,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from edge_agent.engine import prepare
     from edge_agent.engine.progress import ProgressPrinter
+    from edge_agent.modelcheck import verify
 
     config = _load(args.config)
+    verify(config.model)
     with ProgressPrinter(sys.stderr) as progress:
         report = prepare(config, progress, force=args.force, precision=args.precision)
     print(json.dumps(report.as_dict()) if args.json else report.text())

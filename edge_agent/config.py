@@ -18,6 +18,8 @@ from edge_agent.sources.config import SourceConfig, SyntheticSourceConfig
 from edge_agent.telemetry.config import MqttConfig
 
 DEMO_MODEL = Path(__file__).resolve().parent / "models" / "defect_unet.onnx"
+# the demo model's input normalization, from its model card (edge_agent/models/MODEL_CARD.md)
+DEMO_MEAN, DEMO_STD = 0.5, 0.25
 
 
 class StrictModel(BaseModel):
@@ -42,24 +44,42 @@ class InputConfig(StrictModel):
     resize: Literal["stretch", "letterbox", "center_crop"] = Field(
         "stretch", description="How a frame is fitted to the input size: stretch, letterbox (pad) or center_crop."
     )
-    scale: float = Field(1 / 255, gt=0, description="Pixel values are multiplied by this before mean/std.")
-    mean: List[float] = Field([0.5, 0.5, 0.5], description="Per-channel mean subtracted after scaling.")
-    std: List[float] = Field([0.25, 0.25, 0.25], description="Per-channel std divided by after the mean.")
+    scale: Optional[float] = Field(
+        None, gt=0, description="Pixel values are multiplied by this before mean/std; null: 1/255 for a float "
+                                "input (pixels 0-1), 1 for a uint8 input (raw pixels).")
+    mean: Optional[List[float]] = Field(
+        None, description="Per-channel mean subtracted after scaling; null: 0 (none), except for the bundled demo "
+                          "model, which gets its model card's 0.5.")
+    std: Optional[List[float]] = Field(
+        None, description="Per-channel std divided by after the mean; null: 1 (none), except for the bundled demo "
+                          "model, which gets its model card's 0.25.")
 
     @property
     def channels(self) -> int:
         return 1 if self.color == "GRAY" else 3
 
+    def normalization(self, raw_pixels: bool = False) -> Tuple[float, List[float], List[float]]:
+        """(scale, mean, std) as applied: unset values are neutral. `raw_pixels`: the model takes uint8."""
+        scale = self.scale if self.scale is not None else (1.0 if raw_pixels else 1 / 255)
+        mean = self.mean if self.mean is not None else [0.0] * self.channels
+        std = self.std if self.std is not None else [1.0] * self.channels
+        return scale, mean, std
+
+    @property
+    def normalizes(self) -> bool:
+        """True when any of scale, mean or std is configured (a uint8-input model takes none)."""
+        return self.scale is not None or self.mean is not None or self.std is not None
+
     @model_validator(mode="after")
     def _check_normalization(self) -> "InputConfig":
         for key in ("mean", "std"):
             values = getattr(self, key)
-            if len(values) != self.channels:
+            if values is not None and len(values) != self.channels:
                 raise ValueError(
                     "{} has {} values but color {} has {} channel(s)".format(
                         key, len(values), self.color, self.channels)
                 )
-        if any(s <= 0 for s in self.std):
+        if self.std is not None and any(s <= 0 for s in self.std):
             raise ValueError("std values must all be > 0, got {}".format(self.std))
         return self
 
@@ -68,9 +88,14 @@ class OutputConfig(StrictModel):
     name: Optional[str] = Field(None,
                                 description="Output tensor name; null takes the model's first output.")
     layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="Output tensor layout.")
+    kind: Literal["scores", "class_index"] = Field(
+        "scores",
+        description="scores: one float channel per class (logits or probabilities, see activation); class_index: "
+                    "one integer per pixel, the index of its class in classes (an argmax map).")
     activation: Literal["softmax", "sigmoid", "none"] = Field(
         "softmax",
-        description="softmax: N-class logits; sigmoid: one-channel logit; none: output holds probabilities.",
+        description="softmax: N-class logits; sigmoid: one-channel logit; none: output holds probabilities "
+                    "(ignored for kind class_index).",
     )
     classes: List[str] = Field(
         ["background", "scratch", "spot", "crack", "pit"],
@@ -87,7 +112,7 @@ class OutputConfig(StrictModel):
             raise ValueError("class names must be unique, got {}".format(self.classes))
         if self.background is not None and self.background not in self.classes:
             raise ValueError("background {!r} is not one of classes {}".format(self.background, self.classes))
-        if self.activation == "sigmoid" and len(self.classes) != 1:
+        if self.kind == "scores" and self.activation == "sigmoid" and len(self.classes) != 1:
             raise ValueError("activation sigmoid needs exactly one class (one output channel)")
         if self.defect_classes == []:
             raise ValueError("classes must name at least one defect class besides the background")
@@ -120,6 +145,14 @@ class ModelConfig(StrictModel):
     input: InputConfig = Field(InputConfig(), description="How frames become the input tensor.")
     output: OutputConfig = Field(OutputConfig(), description="What the output tensor means.")
     thresholds: ThresholdConfig = Field(ThresholdConfig(), description="When a region counts as a defect.")
+
+    @model_validator(mode="after")
+    def _demo_normalization(self) -> "ModelConfig":
+        """The bundled model keeps its card's normalization; anyone else's model gets none unless configured."""
+        if self.path == DEMO_MODEL and not self.input.normalizes:
+            channels = self.input.channels
+            self.input = self.input.model_copy(update={"mean": [DEMO_MEAN] * channels, "std": [DEMO_STD] * channels})
+        return self
 
     @model_validator(mode="after")
     def _check_threshold_classes(self) -> "ModelConfig":

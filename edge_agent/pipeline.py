@@ -78,7 +78,7 @@ class Pipeline:
         self.backend = backend
         self.registry = registry
         self.sinks = list(sinks)
-        self.preprocess = Preprocessor(config.model.input)
+        self.preprocess = Preprocessor(config.model.input, backend.input_buffer.dtype)
         self.postprocess = Postprocessor(config.model, backend.output_spec.shape[1:])
         names = [s.name for s in config.sources]
         settings = config.pipeline

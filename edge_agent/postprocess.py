@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from edge_agent.config import ModelConfig
+from edge_agent.errors import ModelError
 from edge_agent.preprocess import Geometry
 
 
@@ -28,15 +29,24 @@ class DefectRegion(NamedTuple):
 
 class Postprocessor:
     def __init__(self, model: ModelConfig, output_shape: Tuple[int, ...]) -> None:
-        """`output_shape` is one sample's output shape (C, H, W) or (H, W, C) as the model gives it."""
+        """`output_shape` is one sample's output shape (C, H, W) or (H, W, C) as the model gives it, or
+        (H, W) / one channel for a class-index map. An output smaller than the input (a model that
+        predicts at 1/2 resolution) is mapped back to the input's pixels, then to the frame's."""
         out = model.output
         self.layout = out.layout
+        self.class_index = out.kind == "class_index"
+        if self.class_index and len(output_shape) == 2:
+            output_shape = (1,) + tuple(output_shape) if out.layout == "NCHW" else tuple(output_shape) + (1,)
         channels = output_shape[0] if out.layout == "NCHW" else output_shape[-1]
-        if channels != len(out.classes):
-            raise ValueError(
-                "the model outputs {} channel(s) but model.output.classes lists {} ({}); list one name per "
-                "channel".format(channels, len(out.classes), ", ".join(out.classes)))
+        expected = 1 if self.class_index else len(out.classes)
+        if channels != expected:
+            raise ModelError(
+                "model.output.classes: the model outputs {} channel(s) but the config expects {} ({} class(es): "
+                "{}); list one class name per output channel".format(
+                    channels, expected, len(out.classes), ", ".join(out.classes)))
         height, width = output_shape[1:] if out.layout == "NCHW" else output_shape[:2]
+        # output pixel -> model-input pixel: 1.0 when the output has the input's resolution
+        self.ratio = (width / model.input.width, height / model.input.height)
         self.activation = out.activation
         self.classes = [(index, name) + model.thresholds.for_class(name)
                         for index, name in enumerate(out.classes) if name != out.background]
@@ -50,10 +60,15 @@ class Postprocessor:
         self.defect_mask = np.zeros((height, width), dtype=np.uint8)  # 1 where a reported defect lies
 
     def __call__(self, output: np.ndarray, geometry: Geometry) -> List[DefectRegion]:
-        planes = self._planes(output)
+        geometry = self.output_geometry(geometry)
         self.defect_mask[...] = 0
         regions: List[DefectRegion] = []
-        window = self._winning_scores(planes)
+        if self.class_index:
+            planes = output.reshape(self._score.shape)
+            window = self._index_scores(planes)
+        else:
+            planes = self._planes(output)
+            window = self._winning_scores(planes)
         if window is None:
             return regions
         # every per-class step works inside the candidates' window: defects are small
@@ -62,7 +77,10 @@ class Postprocessor:
         area_scale = 1.0 / (geometry.scale_x * geometry.scale_y)
         for index, name, threshold, min_area in self.classes:
             np.greater_equal(score, threshold, out=confident)
-            if len(planes) > 1:
+            if self.class_index:
+                np.equal(planes[window], index, out=is_class)
+                np.logical_and(is_class, confident, out=confident)
+            elif len(planes) > 1:
                 np.equal(planes[index][window], self._best[window], out=is_class)
                 np.logical_and(is_class, confident, out=confident)
             if not confident.any():
@@ -79,6 +97,27 @@ class Postprocessor:
                                             _to_frame(left + x, top + y, w, h, geometry),
                                             float(scores.max()), float(scores.mean())))
         return regions
+
+    def output_geometry(self, geometry: Geometry) -> Geometry:
+        """`geometry` (frame <-> model input) for the output's pixels, when its resolution differs."""
+        rx, ry = self.ratio
+        if rx == 1.0 and ry == 1.0:
+            return geometry
+        return geometry._replace(scale_x=geometry.scale_x * rx, scale_y=geometry.scale_y * ry,
+                                 pad_x=geometry.pad_x * rx, pad_y=geometry.pad_y * ry)
+
+    def _index_scores(self, indices: np.ndarray) -> Optional[Tuple[slice, slice]]:
+        """A class-index map: every pixel's class is certain (score 1); the window holds the non-background."""
+        height, width = self._score.shape
+        self._score[...] = 1.0
+        if self.background is None:
+            return (slice(0, height), slice(0, width))
+        np.not_equal(indices, self.background, out=self._is_class)
+        rows = np.flatnonzero(self._is_class.any(axis=1))
+        if rows.size == 0:
+            return None
+        cols = np.flatnonzero(self._is_class.any(axis=0))
+        return (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
 
     def _planes(self, output: np.ndarray) -> np.ndarray:
         """The output as (C, H, W), copied only when the model gives it channels-last."""
@@ -126,6 +165,7 @@ class Postprocessor:
 
     def frame_mask(self, geometry: Geometry) -> np.ndarray:
         """The reported-defect mask mapped back to the frame's size (uint8, 1 = defect)."""
+        geometry = self.output_geometry(geometry)
         matrix = np.array([
             [geometry.scale_x, 0, geometry.pad_x - geometry.crop_x * geometry.scale_x + 0.5 * geometry.scale_x - 0.5],
             [0, geometry.scale_y, geometry.pad_y - geometry.crop_y * geometry.scale_y + 0.5 * geometry.scale_y - 0.5],

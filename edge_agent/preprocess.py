@@ -4,7 +4,7 @@ The same code feeds inference, calibration and the accuracy gate, so a model see
 pixels everywhere. Working images are cached per frame size, so a steady stream allocates nothing.
 """
 
-from typing import Dict, NamedTuple, Tuple
+from typing import Any, Dict, NamedTuple, Tuple
 
 import cv2
 import numpy as np
@@ -28,12 +28,16 @@ class Geometry(NamedTuple):
 
 
 class Preprocessor:
-    def __init__(self, spec: InputConfig) -> None:
+    def __init__(self, spec: InputConfig, dtype: Any = np.float32) -> None:
+        """`dtype` is the model input's: float32/float16 get normalized values, uint8 the raw pixels
+        (a uint8-input model normalizes inside itself; modelcheck refuses a configured scale/mean/std)."""
         self.spec = spec
-        mean = np.asarray(spec.mean, dtype=np.float32)
-        std = np.asarray(spec.std, dtype=np.float32)
+        self.raw_pixels = np.dtype(dtype) == np.uint8
+        scale, mean_values, std_values = spec.normalization(self.raw_pixels)
+        mean = np.asarray(mean_values, dtype=np.float32)
+        std = np.asarray(std_values, dtype=np.float32)
         # (pixel * scale - mean) / std == pixel * gain + offset
-        self._gain = [float(g) for g in spec.scale / std]
+        self._gain = [float(g) for g in scale / std]
         self._offset = [float(o) for o in -mean / std]
         self._canvas = np.full((spec.height, spec.width, 3), LETTERBOX_FILL, dtype=np.uint8)
         self._gray = np.empty((spec.height, spec.width, 1), dtype=np.uint8)
@@ -62,6 +66,9 @@ class Preprocessor:
         # RGB needs no conversion pass: normalization reads the BGR canvas's channels in reverse
         for channel, source in enumerate(self._sources):
             plane = out[channel] if self.spec.layout == "NCHW" else out[:, :, channel]
+            if self.raw_pixels:
+                np.copyto(plane, pixels[:, :, source])
+                continue
             np.multiply(pixels[:, :, source], self._gain[channel], out=plane, casting="unsafe")
             plane += self._offset[channel]
         return geometry

@@ -14,13 +14,17 @@ from onnx import TensorProto, helper, numpy_helper
 
 
 def dark_spot_model(path: Path, input_name: str = "image", output_name: str = "logits", size=(64, 64),
-                    layout: str = "NCHW", activation: str = "softmax", threshold: float = 0.0,
-                    gain: float = 20.0, opset: int = 13) -> Path:
-    """A model whose defect channel fires where normalized channel 0 < threshold.
+                    layout: str = "NCHW", activation: str = "softmax", threshold: float = 0.25,
+                    gain: float = 20.0, opset: int = 13, input_type: str = "float32", head: str = "logits",
+                    downsample: int = 1, nan: bool = False) -> Path:
+    """A model whose defect channel fires where normalized channel 0 < threshold (0.25: black fires and
+    light grey does not, under neutral normalization (pixels / 255) and under mean 0.5 / std 0.25 alike).
 
     activation softmax: 2-channel logits [background, defect] (defect = +l/2, background = -l/2);
     activation sigmoid: 1-channel logit l; activation none: 1-channel probability sigmoid(l).
-    Layout applies to input and output."""
+    Layout applies to input and output. Variants (NCHW, softmax logits): input_type uint8 takes raw
+    pixels and divides by 255 inside; head "softmax" outputs probabilities, "argmax" an int64 class-index
+    map (N, H, W); downsample k outputs at 1/k resolution (max pooling); nan multiplies the output by NaN."""
     height, width = size
     channels = 3
     if layout == "NCHW":
@@ -29,6 +33,12 @@ def dark_spot_model(path: Path, input_name: str = "image", output_name: str = "l
         in_shape = ["batch", height, width, channels]
     nodes = []
     x = input_name
+    inits = []
+    if input_type == "uint8":
+        inits.append(numpy_helper.from_array(np.array(1 / 255, dtype=np.float32), "inv255"))
+        nodes += [helper.make_node("Cast", [x], ["x_float"], to=TensorProto.FLOAT),
+                  helper.make_node("Mul", ["x_float", "inv255"], ["x_scaled"])]
+        x = "x_scaled"
     if layout == "NHWC":
         nodes.append(helper.make_node("Transpose", [x], ["x_nchw"], perm=[0, 3, 1, 2]))
         x = "x_nchw"
@@ -43,9 +53,26 @@ def dark_spot_model(path: Path, input_name: str = "image", output_name: str = "l
     else:
         weight[0, 0] = -gain
         bias[0] = gain * threshold
-    inits = [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")]
+    inits += [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")]
     nodes.append(helper.make_node("Conv", [x, "w", "b"], ["conv"]))
     y = "conv"
+    out_type = TensorProto.FLOAT
+    if downsample > 1:
+        nodes.append(helper.make_node("MaxPool", [y], ["pooled"], kernel_shape=[downsample] * 2,
+                                      strides=[downsample] * 2))
+        y = "pooled"
+        height, width = height // downsample, width // downsample
+    if nan:
+        inits.append(numpy_helper.from_array(np.array(np.nan, dtype=np.float32), "nan"))
+        nodes.append(helper.make_node("Mul", [y, "nan"], ["poisoned"]))
+        y = "poisoned"
+    if head == "softmax":
+        nodes.append(helper.make_node("Softmax", [y], ["probs"], axis=1))
+        y = "probs"
+    elif head == "argmax":
+        nodes.append(helper.make_node("ArgMax", [y], ["indices"], axis=1, keepdims=0))
+        y = "indices"
+        out_type = TensorProto.INT64
     if activation == "none":
         nodes.append(helper.make_node("Sigmoid", [y], ["prob"]))
         y = "prob"
@@ -54,12 +81,29 @@ def dark_spot_model(path: Path, input_name: str = "image", output_name: str = "l
         y = "y_nhwc"
     nodes.append(helper.make_node("Identity", [y], [output_name]))
     out_shape = ["batch", out_channels, height, width] if layout == "NCHW" else ["batch", height, width, out_channels]
+    if head == "argmax":
+        out_shape = ["batch", height, width]
+    in_type = TensorProto.UINT8 if input_type == "uint8" else TensorProto.FLOAT
     graph = helper.make_graph(
         nodes, "dark_spot",
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, in_shape)],
-        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, out_shape)],
+        [helper.make_tensor_value_info(input_name, in_type, in_shape)],
+        [helper.make_tensor_value_info(output_name, out_type, out_shape)],
         initializer=inits)
     return _save(graph, opset, path)
+
+
+def two_input_model(path: Path, size=(64, 64)) -> Path:
+    """An image plus a second (threshold) input: edge-agent feeds one tensor, so this is refused."""
+    height, width = size
+    weight = numpy_helper.from_array(np.ones((2, 3, 1, 1), dtype=np.float32), "w")
+    nodes = [helper.make_node("Conv", ["image", "w"], ["conv"]), helper.make_node("Sub", ["conv", "level"], ["logits"])]
+    graph = helper.make_graph(
+        nodes, "two_inputs",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, height, width]),
+         helper.make_tensor_value_info("level", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2, height, width])],
+        initializer=[weight])
+    return _save(graph, 13, path)
 
 
 def tiny_unet_model(path: Path, size=(32, 32), classes: int = 5, seed: int = 0, opset: int = 13) -> Path:

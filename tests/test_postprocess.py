@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from edge_agent.config import ModelConfig
+from edge_agent.errors import ModelError
 from edge_agent.postprocess import Postprocessor
 from edge_agent.preprocess import Geometry
 
@@ -9,8 +10,8 @@ CLASSES = ["background", "scratch", "spot"]
 
 
 def _model(**thresholds):
-    return ModelConfig.model_validate({"path": "model.onnx", "output": {"classes": CLASSES},
-                                       "thresholds": thresholds})
+    return ModelConfig.model_validate({"path": "model.onnx", "input": {"width": 32, "height": 32},
+                                       "output": {"classes": CLASSES}, "thresholds": thresholds})
 
 
 def _logits(class_map, confidence=6.0):
@@ -71,7 +72,8 @@ def test_boxes_and_areas_map_back_to_frame_pixels():
 
 def test_sigmoid_single_channel():
     model = ModelConfig.model_validate({
-        "path": "x", "output": {"activation": "sigmoid", "classes": ["defect"], "background": None},
+        "path": "x", "input": {"width": 16, "height": 16},
+        "output": {"activation": "sigmoid", "classes": ["defect"], "background": None},
         "thresholds": {"min_area_px": 1}})
     logit = np.full((1, 16, 16), -5.0, np.float32)
     logit[0, 4:8, 4:8] = 5.0
@@ -81,5 +83,28 @@ def test_sigmoid_single_channel():
 
 
 def test_channel_count_must_match_classes():
-    with pytest.raises(ValueError, match="outputs 4 channel"):
-        Postprocessor(_model(), (4, 8, 8))
+    with pytest.raises(ModelError, match="model.output.classes: the model outputs 4 channel"):
+        Postprocessor(_model(), (4, 32, 32))
+
+
+def test_a_half_resolution_output_maps_back_to_frame_pixels():
+    class_map = np.zeros((16, 16), np.int64)
+    class_map[4:8, 2:6] = 2  # output pixels; input pixels 8:16 x 4:12
+    geometry = Geometry(0.5, 0.25, 0, 0, 0, 0, 64, 128)  # frame 64x128 stretched to the 32x32 input
+    post = Postprocessor(_model(min_area_px=1), (3, 16, 16))
+    (region,) = post(_logits(class_map), geometry)
+    assert region.bbox == (8, 32, 16, 32)
+    assert region.area_px == 64 * 8
+    assert post.frame_mask(geometry).sum() == 16 * 32
+
+
+def test_a_class_index_map():
+    model = ModelConfig.model_validate({"path": "m", "input": {"width": 32, "height": 32},
+                                        "output": {"kind": "class_index", "classes": CLASSES},
+                                        "thresholds": {"min_area_px": 1}})
+    class_map = np.zeros((32, 32), np.int64)
+    class_map[2:6, 3:13] = 1
+    class_map[20:28, 20:28] = 2
+    regions = sorted(Postprocessor(model, (32, 32))(class_map, IDENTITY))
+    assert [(r.cls, r.area_px, r.bbox, r.score_max) for r in regions] == [
+        ("scratch", 40, (3, 2, 10, 4), 1.0), ("spot", 64, (20, 20, 8, 8), 1.0)]

@@ -14,11 +14,21 @@ def _run(spec, frame):
 def test_stretch_normalizes_and_swaps_to_rgb():
     frame = np.zeros((20, 40, 3), np.uint8)
     frame[..., 0] = 255  # blue in BGR
-    geometry, out = _run(InputConfig(width=16, height=8), frame)
+    geometry, out = _run(InputConfig(width=16, height=8, mean=[0.5] * 3, std=[0.25] * 3), frame)
     assert out.shape == (3, 8, 16)
     np.testing.assert_allclose(out[0], (0 / 255 - 0.5) / 0.25)  # R
     np.testing.assert_allclose(out[2], (255 / 255 - 0.5) / 0.25)  # B
     assert (geometry.scale_x, geometry.scale_y) == (16 / 40, 8 / 20)
+
+
+def test_unset_normalization_is_neutral_and_uint8_gets_raw_pixels():
+    frame = np.full((8, 8, 3), 51, np.uint8)
+    _, out = _run(InputConfig(width=8, height=8), frame)
+    np.testing.assert_allclose(out, 51 / 255, rtol=1e-6)
+    pre = Preprocessor(InputConfig(width=8, height=8), np.uint8)
+    raw = np.empty(pre.input_shape, np.uint8)
+    pre(frame, raw)
+    assert (raw == 51).all()
 
 
 def test_nhwc_bgr_with_custom_normalization():

@@ -37,7 +37,7 @@ def run_checks(config_path: Optional[str], as_json: bool = False) -> int:
 
 
 def collect(config_path: Optional[str]) -> List[CheckResult]:
-    from edge_agent.check import host, io, platform
+    from edge_agent.check import host, io, model, platform
     from edge_agent.config_loader import load_config
 
     results = [CheckResult("edge-agent", INFO, __version__)]
@@ -52,7 +52,7 @@ def collect(config_path: Optional[str]) -> List[CheckResult]:
                                    "`edge-agent check --config FILE` again"))
     checks: List[Callable[[], List[CheckResult]]] = [platform.checks]
     if config is not None:
-        checks += [lambda: host.checks(config), lambda: io.checks(config)]
+        checks += [lambda: model.checks(config), lambda: host.checks(config), lambda: io.checks(config)]
     else:
         checks += [lambda: host.checks(None)]
     for check in checks:

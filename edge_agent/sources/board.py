@@ -28,6 +28,7 @@ class Frame(NamedTuple):
     captured: float  # time.monotonic() at capture (the grab, not the decode)
     image: np.ndarray  # BGR uint8
     truth: Optional[np.ndarray]  # ground-truth class mask (synthetic frames only)
+    origin: Optional[str] = None  # the image file it came from (folder sources), for per-image results
 
 
 class FrameBoard:

@@ -65,6 +65,10 @@ class Reader(abc.ABC):
         """Decode the most recent grab (capture devices decode nothing older). Raises
         UndecodableFrame for a corrupt frame."""
 
+    def origin(self, grabbed: Any) -> Optional[str]:
+        """The file a grab came from, where that means something (folder images)."""
+        return None
+
     def read(self) -> Decoded:
         """The next frame, decoded."""
         return self.retrieve(self.grab())
@@ -115,6 +119,9 @@ class FolderReader(Reader):
             self._next = 0
         self._next += 1
         return self._files[self._next - 1]
+
+    def origin(self, grabbed: Path) -> Optional[str]:
+        return str(grabbed)
 
     def retrieve(self, grabbed: Path) -> Decoded:
         # checked again at read time: a FIFO or device swapped in under an image's name would

@@ -162,7 +162,8 @@ class SourceRunner:
                 return
             self._decode_ms.observe((time.monotonic() - started) * 1000.0)
         self._decoded.inc()
-        self._board.put(Frame(self.name, grab.index, grab.timestamp, grab.captured, image, truth), wait, self._stop)
+        frame = Frame(self.name, grab.index, grab.timestamp, grab.captured, image, truth, reader.origin(grab.grabbed))
+        self._board.put(frame, wait, self._stop)
 
     def _set_state(self, state: str, reason: str) -> None:
         if (state, reason) != (self.state, self.reason):

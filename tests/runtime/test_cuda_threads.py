@@ -115,6 +115,7 @@ def test_edge_agent_run_serves_frames_through_tensorrt_on_its_frame_loop_thread(
     engine = write_engine(tmp_path / "m.engine", shape=(3, 16, 16), max_batch=2)
     monkeypatch.setattr(agent, "prepare_model", lambda config, progress=None: PreparedModel(
         engine, "fp16", engine, "fake-fingerprint"))
+    monkeypatch.setattr(agent, "verify", lambda model: [])  # model.path is the fake engine, not an ONNX to check
     folder = write_images(tmp_path / "images", cv2, count=9)
     frames = len(list(folder.iterdir()))
     config = load_config(None, {

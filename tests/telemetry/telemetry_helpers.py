@@ -112,13 +112,13 @@ def agent_config(tmp_path, port, fps=60, interval=0.5, **mqtt_extra):
     """A config dict: synthetic camera at `fps`, the dark-spot model, telemetry to 127.0.0.1:port."""
     model = tmp_path / "dark.onnx"
     if not model.exists():
-        dark_spot_model(model)
+        dark_spot_model(model, threshold=0.0)  # with mean 0.5 / std 0.25: pixels below mid-grey are defects
     mqtt_section = {"enabled": True, "host": "127.0.0.1", "port": port, "metrics_interval_s": interval,
                     "reconnect_min_s": 1, "reconnect_max_s": 2}
     mqtt_section.update(mqtt_extra)
     return {
         "device": {"id": "cell-7", "site": "plant-a", "line": "line-2"},
-        "model": {"path": str(model), "input": {"width": 64, "height": 64},
+        "model": {"path": str(model), "input": {"width": 64, "height": 64, "mean": [0.5] * 3, "std": [0.25] * 3},
                   "output": {"classes": ["background", "dark"]}, "thresholds": {"min_area_px": 30}},
         "sources": [{"type": "synthetic", "name": "cam0", "fps": fps, "width": 160, "height": 120}],
         "mqtt": mqtt_section,
