@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import math
+import signal
 import sys
 import threading
 import time
@@ -204,6 +205,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = effective_config(base)
     registry = Registry()
     stop = threading.Event()
+    # SIGTERM (systemd, docker stop, kill) ends the demo like Ctrl-C and like `run`: the frame loop
+    # finishes its batch and telemetry publishes "stopped", not the broker's "offline" Last Will.
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     telemetry = open_telemetry(config, registry)
     try:
         with running_pipeline(config, registry, [telemetry] if telemetry else []) as pipeline, \
@@ -222,6 +226,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             seconds = time.monotonic() - started
             result = summary(registry, seconds, pipeline.backend.name, pipeline.backend.model.precision)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if telemetry is not None:
             telemetry.close()
     if args.json:

@@ -10,6 +10,8 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
+from edge_agent.health import Health
+
 Labels = Tuple[Tuple[str, str], ...]
 
 
@@ -80,9 +82,13 @@ class Histogram:
 
 
 class Registry:
-    """Named metrics with labels; `get-or-create` so modules need not register up front."""
+    """Named metrics with labels; `get-or-create` so modules need not register up front.
+
+    It also carries the agent's `health` (problems reported by components, edge_agent/health.py):
+    every component that is handed the registry can report a problem without more plumbing."""
 
     def __init__(self) -> None:
+        self.health = Health()
         self._counters: Dict[Tuple[str, Labels], Counter] = {}
         self._gauges: Dict[Tuple[str, Labels], Gauge] = {}
         self._histograms: Dict[Tuple[str, Labels], Histogram] = {}

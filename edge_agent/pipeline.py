@@ -90,6 +90,7 @@ class Pipeline:
         self._latency = registry.histogram("latency_ms")
         self._source_latency = {n: registry.histogram("latency_ms", source=n) for n in names}
         self._processed = {n: registry.counter("frames_processed", source=n) for n in names}
+        self._ng = {n: registry.counter("frames_ng", source=n) for n in names}  # frames with a defect
         self._inference_batches = registry.counter("inference_batches")
         self._batch_sizes = [registry.counter("batches", size=str(n)) for n in range(1, settings.max_batch + 1)]
         self._items = registry.counter("inference_items")
@@ -274,6 +275,8 @@ class Pipeline:
             self._latency.observe(latency)
             self._source_latency[frame.source].observe(latency)
             self._processed[frame.source].inc()
+            if regions:
+                self._ng[frame.source].inc()
             for region in regions:
                 self._defects[region.cls].inc()
             self.frames += 1

@@ -35,7 +35,7 @@ from edge_agent.rollout.session import effective_config, rollout_session
 from edge_agent.sdnotify import Notifier
 from edge_agent.service_reload import dry_run
 from edge_agent.service_watchdog import Watchdog
-from edge_agent.supervisor import SUPERVISOR
+from edge_agent.supervisor import SUPERVISOR, TaskStatus
 from edge_agent.telemetry import open_telemetry, pipeline_facts
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ class Daemon:
         previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
         faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` dumps every thread's stack
         self.watchdog.start()
+        self.supervisor.add_listener(self._on_task_change)
         code = 1
         try:
             self.telemetry = open_telemetry(self.config, self.registry)
@@ -142,6 +143,7 @@ class Daemon:
                 self.telemetry.close(FLUSH_TIMEOUT_S)
                 self.telemetry = None
             self.watchdog.stop()
+            self.supervisor.remove_listener(self._on_task_change)
             faulthandler.unregister(signal.SIGUSR1)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -236,6 +238,7 @@ class Daemon:
             self.set_phase(phase, text)
         old, self.config = self.config, new
         self._next_backend = backend
+        self.registry.health.clear("reload")
         if self.telemetry is not None and (new.mqtt != old.mqtt or new.device != old.device or
                                            new.paths != old.paths):
             log.info("reload: the mqtt/device/paths settings changed; reconnecting telemetry")
@@ -252,6 +255,16 @@ class Daemon:
         self.notifier.status("reload refused ({}, see journal); running the previous config".format(why))
         self.reload_refusals += 1
         self.last_reload_error = "{}: {}".format(why, exc)
+        # published in the retained status (degraded, with the reason) until a reload succeeds
+        self.registry.health.report("reload", "refused, running the previous config: {}".format(
+            str(exc).splitlines()[0][:300]))
+
+    def _on_task_change(self, task: TaskStatus) -> None:
+        """Supervised threads' failures go into the agent's health (the MQTT status says degraded
+        with the reason) while they recover; the watchdog acts only when recovery failed."""
+        problem = task.state in ("restarting", "failed", "stuck")
+        self.registry.health.report("thread " + task.name, "{} ({} failures): {}".format(
+            task.state, task.failures, task.reason) if problem else None)
 
     def _open_telemetry(self, new: AgentConfig, old: AgentConfig) -> Any:
         """The new telemetry; when it cannot open after all (the dry run checked its files), the

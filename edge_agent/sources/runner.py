@@ -47,6 +47,7 @@ class SourceRunner:
         self._index = 0
         self._nice = nice
         self._niced = False
+        self._health = registry.health
         self._captured = registry.counter("frames_captured", source=self.name)
         self._decoded = registry.counter("frames_decoded", source=self.name)
         self._failures = registry.counter("source_failures", source=self.name)
@@ -170,6 +171,8 @@ class SourceRunner:
             level = logging.WARNING if state in ("retrying", "restarting") else logging.INFO
             log.log(level, "source %s: %s%s", self.name, state, " (" + reason + ")" if reason else "")
         self.state, self.reason = state, reason
+        # A failing source degrades the agent (status, Prometheus) until it delivers again.
+        self._health.report("source " + self.name, "down: " + reason if state in ("retrying", "failed") else None)
 
 
 def _lower_priority(nice: int) -> None:

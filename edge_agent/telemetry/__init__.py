@@ -10,10 +10,14 @@ __all__ = ["Telemetry", "open_telemetry", "pipeline_facts"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Telemetry", "pipeline_facts"):
-        from edge_agent.telemetry import sink
+    if name == "Telemetry":
+        from edge_agent.telemetry.sink import Telemetry
 
-        return getattr(sink, name)
+        return Telemetry
+    if name == "pipeline_facts":
+        from edge_agent.telemetry.messages import pipeline_facts
+
+        return pipeline_facts
     raise AttributeError("module {!r} has no attribute {!r}".format(__name__, name))
 
 

@@ -1,7 +1,7 @@
 """Config models for MQTT telemetry: broker, TLS, credentials, topics, outbox and defect crops."""
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -38,7 +38,9 @@ class CropConfig(_Strict):
 
 
 class MqttConfig(_Strict):
-    enabled: bool = Field(False, description="Publish telemetry to an MQTT broker.")
+    enabled: bool = Field(False, description="Publish telemetry to an MQTT broker. Turned on when any other mqtt "
+                                             "key is set and this one is not (a broker configured is a broker "
+                                             "meant); set it to false to keep the settings but publish nothing.")
     host: str = Field("localhost", min_length=1, max_length=253, description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker TCP port (1883 plain, 8883 usually TLS).")
     protocol: Literal["5", "3.1.1"] = Field(
@@ -73,6 +75,13 @@ class MqttConfig(_Strict):
     reconnect_max_s: float = Field(60.0, gt=0, le=3600, description="Longest wait between reconnects (backoff cap).")
     crop: CropConfig = Field(CropConfig(), description="Optional JPEG crops in defect events.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _configured_means_enabled(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data and "enabled" not in data:
+            return dict(data, enabled=True)
+        return data
+
     @model_validator(mode="after")
     def _one_password_source(self) -> "MqttConfig":
         if self.password_file is not None and self.password_credential is not None:
@@ -82,3 +91,9 @@ class MqttConfig(_Strict):
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be >= reconnect_min_s")
         return self
+
+
+class TelemetryConfig(_Strict):
+    verdicts: Literal["all", "ng", "none"] = Field(
+        "ng", description="Per-part verdict messages (events/verdict), one per inspected frame: all (OK and NG), "
+                          "ng (only frames with a defect) or none. Metrics count inspected and NG frames either way.")

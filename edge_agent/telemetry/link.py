@@ -13,6 +13,7 @@ from typing import Any, Optional, Tuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -85,11 +86,26 @@ def new_client(config: MqttConfig, client_id: str, tls: Optional[ssl.SSLContext]
     return client
 
 
+def valid_response_topic(topic: str) -> bool:
+    """A topic a reply can be published to (paho raises on wildcards and over-long names)."""
+    return 0 < len(topic.encode("utf-8")) <= 65535 and "+" not in topic and "#" not in topic \
+        and "\x00" not in topic
+
+
+def reply_properties(correlation: Optional[bytes]) -> Optional[Properties]:
+    """PUBLISH properties echoing a v5 request's correlation data (None when it carried none)."""
+    if correlation is None:
+        return None
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.CorrelationData = correlation
+    return properties
+
+
 class BrokerLink:
     """Owns the paho client. Events on `self.events`:
     ("connected", broker's maximum packet size or None) ("refused", reason) ("connect_failed",)
-    ("disconnected", reason)
-    ("ack", mid, reason or None) ("suback", [reasons]) ("command", name, payload) ("desired", name, payload)."""
+    ("disconnected", reason) ("ack", mid, reason or None) ("suback", [reasons]) ("desired", name, payload)
+    ("command", name, payload, response topic or None, correlation data or None)."""
 
     def __init__(self, config: MqttConfig, client_id: str, command_prefix: str,
                  will: Tuple[str, bytes], wake: threading.Event) -> None:
@@ -121,8 +137,9 @@ class BrokerLink:
         self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
         self.client.loop_start()
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
-        return self.client.publish(topic, payload, qos=QOS, retain=retain).mid
+    def publish(self, topic: str, payload: bytes, retain: bool = False,
+                properties: Optional[Properties] = None) -> int:
+        return self.client.publish(topic, payload, qos=QOS, retain=retain, properties=properties).mid
 
     def subscribe_commands(self) -> None:
         self.client.subscribe([(self.command_prefix + "+", QOS), (self.desired_prefix + "+", QOS)])
@@ -166,7 +183,9 @@ class BrokerLink:
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         # A retained command would be replayed at every reconnect: only live commands count.
         if not message.retain and message.topic.startswith(self.command_prefix):
-            self._put(("command", message.topic[len(self.command_prefix):], bytes(message.payload)))
+            properties = getattr(message, "properties", None)
+            self._put(("command", message.topic[len(self.command_prefix):], bytes(message.payload),
+                       getattr(properties, "ResponseTopic", None), getattr(properties, "CorrelationData", None)))
         elif message.topic.startswith(self.desired_prefix):
             self._put(("desired", message.topic[len(self.desired_prefix):], bytes(message.payload)))
 

@@ -1,40 +1,17 @@
 """Topics and payloads, exactly as docs/mqtt.md and docs/schemas/ describe them.
 
-Payloads are flat JSON objects: numbers at the top level with the unit in the key name, `ts` in
-integer UTC epoch milliseconds, `schema`, `session` and `seq` in every message. A value that is
-not known (no samples in the window, an absent sensor) is left out, never sent as a sentinel.
+Payloads are JSON objects: numbers at the top level with the unit in the key name, `ts` in integer
+UTC epoch milliseconds, `schema`, `session` and `seq` in every message. A value that is not known
+(no samples in the window, an absent sensor) is left out, never sent as a sentinel or null.
+The metrics message is built by `window.py`.
 """
 
 import json
 import re
 import time
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional
 
-from edge_agent.metrics import Labels, Registry
-
-SCHEMA_VERSION = 1
-HISTOGRAM_STATS = ("p50", "p95", "p99", "max")
-
-DESCRIPTIONS = {
-    "frames_captured": "frames grabbed from the source",
-    "frames_decoded": "frames decoded (only those the batcher asked for)",
-    "frames_processed": "frames that went through the model",
-    "frames_dropped": "frames not processed, by reason (shed: dropped undecoded, the pipeline was busy; undecodable: "
-                      "corrupt; overwritten: a newer decoded frame replaced it; stopped: left at shutdown)",
-    "batches": "inference calls by batch size",
-    "source_failures": "times a source failed and was reopened",
-    "defects": "defect regions reported",
-    "inference_batches": "inference calls",
-    "inference_items": "frames inferred (sum of batch sizes)",
-    "stage": "time spent per pipeline stage (publish: hand-off to broker acknowledgement)",
-    "latency": "capture to result, per frame",
-    "capture": "time to grab one frame from the source",
-    "decode": "time to decode one grabbed frame",
-    "truth_intersection": "defect pixels matching ground truth (synthetic sources only)",
-    "truth_union": "defect pixels in prediction or ground truth (synthetic sources only)",
-}
-
-
+SCHEMA_VERSION = 2  # 2: labelled metrics in arrays, status with reasons, verdicts (docs/mqtt.md)
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -58,9 +35,11 @@ class Topics:
     def __init__(self, root: str, site: str, line: str, device: str) -> None:
         self.base = "/".join((root, "v1", site, line, device))
         self.status = self.base + "/status"
+        self.availability = self.base + "/availability"
         self.birth = self.base + "/birth"
         self.metrics = self.base + "/metrics"
         self.defect = self.base + "/events/defect"
+        self.verdict = self.base + "/events/verdict"
         self.commands = self.base + "/cmd/+"
         self.command_prefix = self.base + "/cmd/"
 
@@ -89,89 +68,9 @@ class CatalogueEntry(NamedTuple):
     description: str
 
 
-def _base_name(name: str, unit: str) -> str:
-    suffix = "_" + unit
-    return name[: -len(suffix)] if unit and name.endswith(suffix) else name
-
-
-def _label_part(labels: Labels) -> str:
-    """Label values in the key, the source first: frames_dropped{reason, source} -> _cam0_overwritten."""
-    ordered = sorted(labels, key=lambda item: (item[0] != "source", item[0]))
-    return "".join("_" + key_part(value) for _, value in ordered)
-
-
-class MetricsWindow:
-    """Turns the registry into one flat metrics payload per reporting window.
-
-    Counters are cumulative since the agent started (robust to a lost message); histograms give
-    p50/p95/p99/max over the samples added since the previous window only."""
-
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-        self._cursors: Dict[Tuple[str, Labels], int] = {}
-        self._last_time = time.monotonic()
-        self._last_processed = registry.counter_total("frames_processed")
-
-    def collect(self, extra: Dict[str, float],
-                extra_catalogue: Dict[str, CatalogueEntry]) -> Tuple[Dict[str, Any], Dict[str, CatalogueEntry]]:
-        values: Dict[str, Any] = {}
-        catalogue: Dict[str, CatalogueEntry] = {}
-        now = time.monotonic()
-        window = max(now - self._last_time, 1e-6)
-        processed = self.registry.counter_total("frames_processed")
-        values["window_s"] = round(window, 3)
-        values["throughput_fps"] = round((processed - self._last_processed) / window, 3)
-        catalogue["window_s"] = CatalogueEntry("s", "derived", "length of the window this message covers")
-        catalogue["throughput_fps"] = CatalogueEntry("fps", "derived", "frames processed per second in the window")
-        self._last_time, self._last_processed = now, processed
-
-        totals: Dict[str, Tuple[int, str, str]] = {}
-        for name, labels, value in self.registry.counters():
-            unit = self.registry.unit(name)
-            base = _base_name(name, unit)
-            unit_part = "" if unit in ("", "count") else "_" + unit
-            description = DESCRIPTIONS.get(base, name)
-            key = base + _label_part(labels) + unit_part + "_total"
-            values[key] = value
-            catalogue[key] = CatalogueEntry(unit or "count", "counter", description)
-            if labels:
-                total_key = base + unit_part + "_total"
-                previous = totals.get(total_key, (0, unit, description))
-                totals[total_key] = (previous[0] + value, unit or "count", description)
-        # Sent before the pipeline has created its counters too (the model may still be loading).
-        totals.setdefault("frames_processed_total", (0, "count", DESCRIPTIONS["frames_processed"]))
-        for key, (value, unit, description) in totals.items():
-            values[key] = value
-            catalogue[key] = CatalogueEntry(unit, "counter", description + " (all labels)")
-
-        for name, labels, gauge_value in self.registry.gauges():
-            if gauge_value is None:
-                continue
-            unit = self.registry.unit(name)
-            key = _base_name(name, unit) + _label_part(labels) + ("_" + unit if unit else "")
-            values[key] = gauge_value
-            catalogue[key] = CatalogueEntry(unit, "gauge", DESCRIPTIONS.get(name, name))
-
-        for name, labels, histogram in self.registry.histograms():
-            unit = self.registry.unit(name)
-            base = _base_name(name, unit) + _label_part(labels)
-            stats, self._cursors[(name, labels)] = histogram.stats_since(self._cursors.get((name, labels), 0))
-            description = DESCRIPTIONS.get(_base_name(name, unit), name)
-            values[base + "_count"] = stats.count
-            catalogue[base + "_count"] = CatalogueEntry("count", "histogram", description + ": samples in window")
-            for stat in HISTOGRAM_STATS:
-                key = "{}_{}_{}".format(base, stat, unit)
-                catalogue[key] = CatalogueEntry(unit, "histogram", "{}: {} in window".format(description, stat))
-                if stats.count:  # no samples: the percentile is unknown, so it is left out
-                    values[key] = round(getattr(stats, stat), 3)
-
-        values.update(extra)
-        catalogue.update(extra_catalogue)
-        return values, catalogue
-
-
 class DefectRecord(NamedTuple):
-    """What the frame loop hands over per frame with defects (copied, the frame is reused)."""
+    """What the frame loop hands over per inspected frame that telemetry reports (copied, the frame
+    is reused): frames with defects, and every frame when telemetry.verdicts is `all`."""
 
     source: str
     frame_index: int
@@ -183,11 +82,37 @@ class DefectRecord(NamedTuple):
     crops: Optional[List[Any]]  # np.ndarray per region, or None when crops are off
 
 
-def defect_payload(record: DefectRecord, region: Any, provenance: Dict[str, Any]) -> Dict[str, Any]:
+def frame_id(device: str, session: str, record: DefectRecord) -> str:
+    """Unique per inspected frame, across boards and restarts; events and the verdict share it."""
+    return "{}-{}-{}-{}".format(device, session, record.source, record.frame_index)
+
+
+def verdict_payload(record: DefectRecord, frame: str, provenance: Dict[str, Any]) -> Dict[str, Any]:
+    counts: Dict[str, int] = {}
+    for region in record.regions:
+        counts[region.cls] = counts.get(region.cls, 0) + 1
+    payload = {
+        "verdict": "NG" if record.regions else "OK",
+        "source": record.source,
+        "frame_index": record.frame_index,
+        "frame_id": frame,
+        "capture_ts": int(record.capture_ts * 1000),
+        "defect_count": len(record.regions),
+        "defects": counts,
+        "latency_ms": round(record.latency_ms, 3),
+    }
+    payload.update(provenance)
+    return payload
+
+
+def defect_payload(record: DefectRecord, region: Any, index: int, frame: str,
+                   provenance: Dict[str, Any]) -> Dict[str, Any]:
     x, y, w, h = region.bbox
     payload = {
         "source": record.source,
         "frame_index": record.frame_index,
+        "frame_id": frame,
+        "region_index": index,
         "capture_ts": int(record.capture_ts * 1000),
         "class": region.cls,
         "area_px": region.area_px,

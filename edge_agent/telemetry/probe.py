@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -20,6 +21,8 @@ from edge_agent.supervisor import SUPERVISOR, Task
 log = logging.getLogger(__name__)
 
 MB = 2**20
+FIRST_CPU_SAMPLE_S = 0.5  # the probe's first CPU reading, after start
+MIN_CPU_INTERVAL_S = 0.2  # CPU use over a shorter interval is noise (psutil says 0.0 right after priming)
 # jtop and some thermal drivers report -256 (or other impossible values) for an offline sensor.
 PLAUSIBLE_C = (-40.0, 150.0)
 
@@ -61,21 +64,25 @@ class PsutilProvider(Provider):
         self.process = psutil.Process()
         psutil.cpu_percent(None)  # the first call only starts the measurement
         self.process.cpu_percent(None)
+        self._cpu_at = time.monotonic()
 
     def read(self) -> Dict[str, float]:
         memory = psutil.virtual_memory()
         swap = psutil.swap_memory()
         values = {
-            "cpu_util_pct": psutil.cpu_percent(None),
             "load_1m": round(os.getloadavg()[0], 2),
             "ram_total_mb": round(memory.total / MB, 1),
             "ram_used_mb": round((memory.total - memory.available) / MB, 1),
             "ram_available_mb": round(memory.available / MB, 1),
             "swap_used_mb": round(swap.used / MB, 1),
             "process_rss_mb": round(self.process.memory_info().rss / MB, 1),
-            "process_cpu_pct": round(self.process.cpu_percent(None), 1),
             "process_threads": float(self.process.num_threads()),
         }
+        now = time.monotonic()
+        if now - self._cpu_at >= MIN_CPU_INTERVAL_S:  # else unknown yet: left out, never 0.0
+            self._cpu_at = now
+            values["cpu_util_pct"] = psutil.cpu_percent(None)
+            values["process_cpu_pct"] = round(self.process.cpu_percent(None), 1)
         try:
             disk = psutil.disk_usage(str(self.disk_path))
             values["disk_free_mb"] = round(disk.free / MB, 1)
@@ -272,6 +279,10 @@ class SystemProbe:
         return values
 
     def _loop(self, stop: threading.Event) -> None:
+        # The start sample came right after the CPU counters were primed, too soon for a CPU
+        # reading (psutil says 0.0): take a real one shortly, before the first metrics window ends.
+        if not stop.wait(min(FIRST_CPU_SAMPLE_S, self.interval_s)):
+            self.sample()
         while not stop.wait(self.interval_s):
             self.sample()
 

@@ -5,62 +5,40 @@ Frame loop  --on_result-->  deque (bounded, O(1))  -->  telemetry thread  -->  S
                                                           |  ^ acks (paho thread, via queue)
                                                           v  |
                                                       paho client  -->  broker
+
+This module is the sending side (outbox, acknowledgements, reconnects, flush on stop); payloads
+are built by `messages.py` and commands are read and answered by `commands.py`.
 """
 
 import collections
-import json
 import logging
-import platform
 import queue
 import threading
 import time
 import uuid
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from edge_agent import __version__
 from edge_agent.config import AgentConfig
-from edge_agent.engine.cache import file_sha256
 from edge_agent.metrics import Registry
 from edge_agent.paths import state_dir
 from edge_agent.pipeline import InferenceResult, ResultSink
 from edge_agent.supervisor import SUPERVISOR, Task
-from edge_agent.telemetry.crops import copy_crop, encode_crop
-from edge_agent.telemetry.link import BrokerLink
+from edge_agent.telemetry.availability import AvailabilityLink
+from edge_agent.telemetry.checks import TelemetryChecks
+from edge_agent.telemetry.commands import Action, run_command
+from edge_agent.telemetry.crops import copy_crop
+from edge_agent.telemetry.link import BrokerLink, reply_properties, valid_response_topic
 from edge_agent.telemetry.link_faults import BIRTH_ROW, FlapDetector, PacketGuard, packet_size, size_reason
-from edge_agent.telemetry.outbox import KIND_EVENT, KIND_METRICS, KIND_REPLY, NewMessage, Outbox
-from edge_agent.telemetry.payloads import (
-    CatalogueEntry,
-    DefectRecord,
-    Envelope,
-    MetricsWindow,
-    Topics,
-    defect_payload,
-    encode,
-    now_ms,
-    with_replay,
-)
+from edge_agent.telemetry.messages import MessageBuilder
+from edge_agent.telemetry.outbox import KIND_REPLY, NewMessage, Outbox
+from edge_agent.telemetry.payloads import DefectRecord, Envelope, Topics, encode, with_replay
 from edge_agent.telemetry.probe import SystemProbe
 
 log = logging.getLogger(__name__)
 
 LOOP_S = 0.05
 HEALTH_STALL_S = 10.0  # a telemetry loop quiet this long (it iterates every LOOP_S) counts as stuck
-COMMANDS = ("rebirth", "publish-now")
 RETAINED_PENDING_MAX = 100
-PROBE_UNITS = {"pct": "%", "mb": "MB", "c": "degC", "mw": "mW", "mhz": "MHz", "1m": "load"}
-OWN_CATALOGUE = {
-    "outbox_messages": CatalogueEntry("count", "gauge", "messages waiting in the on-disk outbox"),
-    "outbox_size_kb": CatalogueEntry("kB", "gauge", "payload bytes waiting in the outbox"),
-    "outbox_dropped_metrics_total": CatalogueEntry("count", "counter", "metrics dropped because the outbox was full"),
-    "outbox_dropped_events_total": CatalogueEntry("count", "counter", "events dropped because the outbox was full"),
-    "mqtt_connected": CatalogueEntry("bool", "gauge", "1 while connected to the broker"),
-    "mqtt_connects_total": CatalogueEntry("count", "counter", "successful broker connections this session"),
-    "messages_acked_total": CatalogueEntry("count", "counter", "outbox messages acknowledged by the broker"),
-    "outbox_rejected_total": CatalogueEntry("count", "counter", "messages moved aside: larger than the broker takes"),
-    "outbox_lost_events_total": CatalogueEntry("count", "counter", "events lost: the disk refused writes too long"),
-    "outbox_lost_metrics_total": CatalogueEntry("count", "counter", "metrics lost: the disk refused writes too long"),
-    "outbox_spilled_messages": CatalogueEntry("count", "gauge", "messages held in memory while the disk refuses"),
-}
 
 
 class Telemetry(ResultSink):
@@ -98,12 +76,16 @@ class Telemetry(ResultSink):
         self._connects = 0
         self._acked = 0
         self._status_mid: Optional[int] = None
-        self._catalogue: Dict[str, CatalogueEntry] = {}
         self._birth_keys: frozenset = frozenset()
+        self._status_version = -1  # the agent health version the last published status showed
+        self._checks = TelemetryChecks(registry, registry.health, self.mqtt.event_queue_size)
         self.outbox: Optional[Outbox] = None
         self.link: Optional[BrokerLink] = None
+        self.availability: Optional[AvailabilityLink] = None
         self.probe: Optional[SystemProbe] = None
-        self.metrics_window = MetricsWindow(registry)
+        self.messages = MessageBuilder(config, registry, self.topics, self.envelope, self.client_id, describe)
+        self._commands: Dict[str, Action] = {"rebirth": self._command_rebirth,
+                                             "publish-now": self._command_publish_now}
         # extensions (rollout): command name -> handler(request dict) -> (ok, text), called on the
         # telemetry thread (must only enqueue); desired-state name -> handler(raw payload)
         self.command_handlers: Dict[str, Callable[[Dict[str, Any]], Tuple[bool, str]]] = {}
@@ -116,10 +98,11 @@ class Telemetry(ResultSink):
     def start(self) -> "Telemetry":
         folder = state_dir(self.config)
         self.outbox = Outbox(folder / "outbox.sqlite", int(self.mqtt.outbox_max_mb * 2**20)).open()
-        self.provenance = self._provenance()
-        self.probe = SystemProbe(self.mqtt.metrics_interval_s, folder, self._memory_facts()).start()
+        self.messages.update_facts(self.describe)
+        self.probe = SystemProbe(self.mqtt.metrics_interval_s, folder, self.messages.memory_facts()).start()
         self.link = BrokerLink(self.mqtt, self.client_id, self.topics.command_prefix,
-                               (self.topics.status, self._status("offline", seq=0)), self._wake)
+                               (self.topics.status, self.messages.will()), self._wake)
+        self.availability = AvailabilityLink(self.mqtt, self.client_id, self.topics.availability)
         # supervised: a crash of the loop is logged, counted and the loop restarted with backoff
         self._task = SUPERVISOR.spawn("telemetry", self._work, stall_s=HEALTH_STALL_S, start=False)
         self._task.start()
@@ -131,9 +114,9 @@ class Telemetry(ResultSink):
     def update_facts(self, describe: Dict[str, Any]) -> None:
         """What runs changed (the model loaded, a reload): new provenance and memory, and a new birth."""
         self.describe = dict(describe)
-        self.provenance = self._provenance()
+        self.messages.update_facts(self.describe)
         if self.probe is not None:
-            self.probe.memory_facts = self._memory_facts()
+            self.probe.memory_facts = self.messages.memory_facts()
         self._rebirth.set()
         self._wake.set()
 
@@ -156,7 +139,7 @@ class Telemetry(ResultSink):
 
     def on_result(self, result: InferenceResult) -> None:
         """Frame-loop thread: O(1) append; never waits (a full queue is counted and skipped)."""
-        if not result.regions:
+        if not result.regions and self.config.telemetry.verdicts != "all":
             return
         if len(self._records) >= self.mqtt.event_queue_size:
             self._queue_dropped.inc()
@@ -201,6 +184,8 @@ class Telemetry(ResultSink):
         if self._task is not None:
             self._task.join(flush_timeout_s + 10.0)
             self._task.stop()  # also ends a restart backoff
+        if self.availability is not None:
+            self.availability.stop()
         if self.link is not None:
             self.link.stop()
         if self.probe is not None:
@@ -225,6 +210,9 @@ class Telemetry(ResultSink):
                 self.outbox.retry()  # a full disk: store what waits in memory once space is back
                 next_retry = self._heartbeat + 1.0
             self._handle_link_events()
+            self._checks.run(self.outbox, len(self._records), self._link_up, self._heartbeat)
+            if self._link_up and self.registry.health.snapshot().version != self._status_version:
+                self._publish_status()
             if self._rebirth.is_set():
                 self._rebirth.clear()
                 if self._link_up:  # otherwise the next connection publishes the birth anyway
@@ -246,7 +234,7 @@ class Telemetry(ResultSink):
     def _flush(self) -> None:
         if not self._link_up:
             return
-        self._status_mid = self.link.publish(self.topics.status, self._status("stopped"), retain=True)
+        self._status_mid = self.link.publish(self.topics.status, self.messages.status("stopped", []), retain=True)
         while time.monotonic() < self._flush_deadline and self._link_up:
             self._send()
             if self._status_mid is None and not self.outbox.rows:
@@ -289,11 +277,9 @@ class Telemetry(ResultSink):
                 log.warning("telemetry: broker refused the subscription to %s (%s): commands will not work; "
                             "grant read access in the broker ACL", self.topics.commands, ", ".join(event[1]))
             elif kind == "command":
-                self._on_command(event[1], event[2])
+                self._on_command(*event[1:])
             elif kind == "desired":
-                handler = self.desired_handlers.get(event[1])
-                if handler is not None and event[2]:  # an empty retained payload clears the desired state
-                    handler(event[2])
+                self._on_desired(event[1], event[2])
         self.outbox.delete(acked)
 
     def _diagnose(self) -> None:
@@ -343,8 +329,10 @@ class Telemetry(ResultSink):
         self._inflight.clear()
         log.info("telemetry: connected to broker %s; %d queued message(s) to send", self.link.address,
                  self.outbox.rows)
-        self.link.publish(self.topics.status, self._status("online"), retain=True)
+        self._publish_status()
         self._publish_birth()
+        if not self.availability.started:  # after the main link works: one set of retries, one error
+            self.availability.start()
         with self._retained_lock:
             self._retained_pending = list(self._retained.items())
         self.link.subscribe_commands()
@@ -399,21 +387,11 @@ class Telemetry(ResultSink):
         if messages:
             self.outbox.add(messages, self.session, offline=not self._link_up)
 
-    # ---- messages -----------------------------------------------------------------------------
+    # ---- messages ---------------------------------------------------------------------------
     def _defect_messages(self) -> List[NewMessage]:
         messages: List[NewMessage] = []
         while self._records:
-            record = self._records.popleft()
-            for index, region in enumerate(record.regions):
-                payload = defect_payload(record, region, self.provenance)
-                score, area = self.config.model.thresholds.for_class(region.cls)
-                payload["threshold_score"] = score
-                payload["threshold_min_area_px"] = area
-                if record.crops is not None:
-                    payload.update(encode_crop(record.crops[index][0], record.crops[index][1], self.mqtt.crop))
-                stamped = self.envelope.stamp("defect", payload)
-                stamped["event_id"] = "{}-{}-{}".format(self.config.device.id, self.session, stamped["seq"])
-                messages.append(NewMessage(KIND_EVENT, self.topics.defect, encode(stamped)))
+            messages.extend(self.messages.defects(self._records.popleft()))
         return messages
 
     def _metrics_message(self) -> NewMessage:
@@ -431,55 +409,23 @@ class Telemetry(ResultSink):
             "outbox_spilled_messages": self.outbox.spilled,
         }
         own.update(self.probe.latest if self.probe is not None else {})
-        values, catalogue = self.metrics_window.collect(own, self._probe_catalogue(own))
-        self._catalogue = catalogue
-        if self._link_up and not frozenset(catalogue) <= self._birth_keys:
+        message = self.messages.metrics(own)
+        if self._link_up and not frozenset(self.messages.catalogue) <= self._birth_keys:
             self._publish_birth()  # new metric keys (a new source, drop reason...): tell consumers
-        return NewMessage(KIND_METRICS, self.topics.metrics, encode(self.envelope.stamp("metrics", values)))
+        return message
 
-    def _probe_catalogue(self, values: Dict[str, float]) -> Dict[str, CatalogueEntry]:
-        catalogue = dict(OWN_CATALOGUE)
-        for key in values:
-            if key not in catalogue:
-                unit = PROBE_UNITS.get(key.rsplit("_", 1)[-1], "count" if key == "process_threads" else "")
-                catalogue[key] = CatalogueEntry(unit, "probe", "system probe: " + key.replace("_", " "))
-        return catalogue
-
-    def _status(self, state: str, seq: Optional[int] = None) -> bytes:
-        payload = {"state": state}
-        if seq is None:
-            return encode(self.envelope.stamp("status", payload))
-        # The Last Will is stored by the broker at connect time and sent by it later: seq 0.
-        return encode({"schema": 1, "session": self.session, "seq": seq, "ts": now_ms(), "state": state})
+    def _publish_status(self) -> None:
+        """online, or degraded with the reasons the agent's components reported (retained)."""
+        snapshot = self.registry.health.snapshot()
+        self._status_version = snapshot.version
+        self.link.publish(self.topics.status, self.messages.status(snapshot.state, snapshot.reasons), retain=True)
 
     def _publish_birth(self) -> None:
-        if not self._catalogue:
-            self._catalogue = MetricsWindow(self.registry).collect({}, self._probe_catalogue(
-                dict(OWN_CATALOGUE, **(self.probe.latest if self.probe else {}))))[1]
-        self._birth_keys = frozenset(self._catalogue)
-        birth = {
-            "agent_version": __version__,
-            "python_version": platform.python_version(),
-            "platform": platform.platform(),
-            "hostname": platform.node(),
-            "device": self.config.device.id,
-            "site": self.config.device.site,
-            "line": self.config.device.line,
-            "client_id": self.client_id,
-            "mqtt_protocol": self.mqtt.protocol,
-            "metrics_interval_s": self.mqtt.metrics_interval_s,
-            "probe_providers": self.probe.providers if self.probe else [],
-            "probe_facts": self.probe.facts() if self.probe else {},
-            "provenance": self.provenance,
-            "describe": _jsonable(self.describe),
-            "commands": self._command_names(),
-            "catalogue": {k: {"unit": e.unit, "type": e.kind, "description": e.description}
-                          for k, e in sorted(self._catalogue.items())},
-        }
-        payload = encode(self.envelope.stamp("birth", birth))
-        too_large = self._guard.too_large(self.topics.birth, payload)
+        payload = self.messages.birth(self.probe, self._command_names())
+        self._birth_keys = frozenset(self.messages.catalogue)
         if self._birth_blocked:
             return
+        too_large = self._guard.too_large(self.topics.birth, payload)
         if too_large is not None:  # it would get the connection closed at every connect
             if not self._birth_refused:
                 log.error("telemetry: the birth message is not sent: %s. Raise the broker's limit (or "
@@ -489,74 +435,39 @@ class Telemetry(ResultSink):
         self._birth_mid = self.link.publish(self.topics.birth, payload, retain=True)
         self._guard.sent(BIRTH_ROW, packet_size(self.topics.birth, payload))
 
-    def _on_command(self, name: str, payload: bytes) -> None:
-        request_id = None
-        try:
-            request = json.loads(payload.decode("utf-8")) if payload else {}
-            request_id = request.get("request_id") if isinstance(request, dict) else None
-        except (UnicodeDecodeError, ValueError):
-            request = None
-        if name == "rebirth":
-            self._publish_birth()
-            ok, text = True, "birth published"
-        elif name == "publish-now":
-            self._store([self._metrics_message()])
-            ok, text = True, "metrics published"
-        elif name in self.command_handlers:
-            ok, text = self.command_handlers[name](request if isinstance(request, dict) else {})
+    # ---- commands -----------------------------------------------------------------------------
+    def _on_command(self, name: str, payload: bytes, response_topic: Optional[str] = None,
+                    correlation: Optional[bytes] = None) -> None:
+        reply = run_command(name, payload, self._commands, self.command_handlers)
+        if response_topic is not None and not valid_response_topic(response_topic):
+            reply["ok"] = False
+            reply["message"] = "refused: response topic {!r} cannot be published to (empty, wildcards or over " \
+                               "65535 bytes); replied on {}".format(response_topic[:80], self.topics.reply(name))
+            response_topic = None
+        encoded = encode(self.envelope.stamp("reply", reply))
+        if response_topic is not None:
+            # MQTT v5 request/response: the requester waits on its own topic now, so the reply goes
+            # there directly, with the correlation data it sent (a backlog replay would answer nobody).
+            self.link.publish(response_topic, with_replay(encoded, False), properties=reply_properties(correlation))
         else:
-            ok, text = False, "unknown command {!r}; known: {}".format(name, ", ".join(self._command_names()))
-        log.info("telemetry: command %s: %s", name, text)
-        reply = {"command": name, "ok": ok, "message": text}
-        if isinstance(request_id, (str, int)):
-            reply["request_id"] = request_id
-        self._store([NewMessage(KIND_REPLY, self.topics.reply(name), encode(self.envelope.stamp("reply", reply)))])
+            self._store([NewMessage(KIND_REPLY, self.topics.reply(name), encoded)])
+
+    def _on_desired(self, name: str, payload: bytes) -> None:
+        handler = self.desired_handlers.get(name)
+        if handler is None or not payload:  # an empty retained payload clears the desired state
+            return
+        try:
+            handler(payload)
+        except Exception:  # whatever was sent, the telemetry thread goes on
+            log.exception("telemetry: desired state %s: the handler failed", name)
 
     def _command_names(self) -> List[str]:
-        return list(COMMANDS) + sorted(self.command_handlers)
+        return list(self._commands) + sorted(self.command_handlers)
 
-    # ---- facts ------------------------------------------------------------------------------
-    def _provenance(self) -> Dict[str, Any]:
-        describe = self.describe
-        model_path = self.config.model.path
-        sha = describe.get("model_sha256") or file_sha256(model_path)
-        provenance = {
-            "device": self.config.device.id,
-            "model": str(describe.get("model_path", model_path.name)).rsplit("/", 1)[-1],
-            "model_sha256": sha,
-            "backend": str(describe.get("backend", self.config.backend.type)),
-            "precision": str(describe.get("precision", self.config.backend.precision)),
-            "agent_version": __version__,
-        }
-        if describe.get("engine_fingerprint"):
-            provenance["engine_fingerprint"] = str(describe["engine_fingerprint"])
-        return provenance
+    def _command_rebirth(self) -> str:
+        self._publish_birth()
+        return "birth published"
 
-    def _memory_facts(self) -> Dict[str, float]:
-        facts = {"memory_budget_mb": float(self.config.memory.limit_mb)}
-        for key, name in (("backend_host_bytes", "backend_host_mb"), ("backend_device_bytes", "backend_device_mb"),
-                          ("buffer_bytes", "buffers_mb")):
-            if isinstance(self.describe.get(key), (int, float)):
-                facts[name] = round(self.describe[key] / 2**20, 2)
-        return facts
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def pipeline_facts(config: AgentConfig, pipeline: Any) -> Dict[str, Any]:
-    """Birth-message facts about a running pipeline: model, backend, precision, engine, memory."""
-    backend = pipeline.backend
-    memory = backend.memory()
-    return {
-        "model_path": str(config.model.path),
-        "model_sha256": file_sha256(config.model.path),
-        "backend": backend.name,
-        "precision": backend.model.precision,
-        "engine_fingerprint": backend.model.fingerprint,
-        "thresholds": config.model.thresholds.model_dump(mode="json"),
-        "backend_host_bytes": memory.host_bytes,
-        "backend_device_bytes": memory.device_bytes,
-        "sources": [s.name for s in config.sources],
-    }
+    def _command_publish_now(self) -> str:
+        self._store([self._metrics_message()])
+        return "metrics published"

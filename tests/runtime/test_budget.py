@@ -30,15 +30,16 @@ def test_fitting_plan_is_admitted_and_published():
     assert registry.unit("memory_plan_mb") == "mb"  # telemetry keys are lowercase: memory_plan_scratch_mb
 
 
-def test_published_figures_flatten_to_valid_telemetry_keys():
-    from edge_agent.telemetry.payloads import MetricsWindow
+def test_published_figures_become_telemetry_keys_and_labels():
+    from edge_agent.telemetry.window import MetricsWindow
 
     budget = MemoryBudget(2048, 64, available=lambda: 4096 * MB)
     budget.admit(plan())
     registry = Registry()
     budget.publish(registry)
     values, _ = MetricsWindow(registry).collect({}, {})
-    assert values["memory_plan_scratch_mb"] == 300 and values["memory_plan_margin_mb"] == 64
+    terms = {row["term"]: row["memory_plan_mb"] for row in values["by_term"]}  # the term is a label, not a key part
+    assert terms["scratch"] == 300 and terms["margin"] == 64
     assert values["memory_limit_mb"] == 2048 and values["memory_plan_total_mb"] == 1464
 
 

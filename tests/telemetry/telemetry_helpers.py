@@ -81,8 +81,10 @@ class Collector:
             self.client.username_pw_set(username, password)
         if tls_ca:
             self.client.tls_set(ca_certs=str(tls_ca))
+        self.subscribed = threading.Event()
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, r, p: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
         self.client.connect("127.0.0.1" if not tls_ca else "localhost", port)
         self.client.loop_start()
 
@@ -207,3 +209,24 @@ def password_file(folder: Path, user, password):
     path = folder / "passwd"
     subprocess.run(["mosquitto_passwd", "-c", "-b", str(path), user, password], check=True, capture_output=True)
     return path
+
+
+def published_keys(message):
+    """Every key of a message, a labelled array's fields as `by_source[].frames_captured_total`."""
+    keys = set()
+    for key, value in message.items():
+        keys.add(key)
+        if key.startswith("by_") and isinstance(value, list):
+            keys.update("{}[].{}".format(key, field) for row in value for field in row)
+    return keys
+
+
+def documented_metrics():
+    """{key: (type, unit)} from the metrics table of docs/mqtt.md, and every `backticked` name in it."""
+    import re
+
+    text = (REPO / "docs" / "mqtt.md").read_text()
+    section = text[text.index("## `metrics`"):text.index("## `events/defect`")]
+    table = {key: (kind, unit.strip()) for key, kind, unit in
+             re.findall(r"^\| `([^`]+)` \| (\w+) \| ([^|]+) \|", section, re.M)}
+    return table, set(re.findall(r"`([A-Za-z0-9_.\[\]{}/-]+)`", text))

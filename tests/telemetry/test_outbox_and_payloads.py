@@ -10,8 +10,9 @@ from edge_agent.metrics import Registry
 from edge_agent.telemetry.config import CropConfig
 from edge_agent.telemetry.crops import copy_crop, encode_crop
 from edge_agent.telemetry.outbox import KIND_EVENT, KIND_METRICS, NewMessage, Outbox
-from edge_agent.telemetry.payloads import MetricsWindow, with_replay
+from edge_agent.telemetry.payloads import with_replay
 from edge_agent.telemetry.probe import TegraSysfsProvider, jtop_values
+from edge_agent.telemetry.window import MetricsWindow
 
 
 def _message(kind, seq, size=100):
@@ -60,10 +61,10 @@ def test_replay_flag_is_spliced_into_the_stored_json():
     assert json.loads(with_replay(b'{"a":1}', False)) == {"a": 1, "replay": False}
 
 
-def test_metrics_are_flat_numbers_with_units_and_no_sentinels():
+def test_metrics_carry_labels_as_structure_with_units_and_no_sentinels():
     registry = Registry()
     registry.counter("frames_dropped", source="cam0", reason="overwritten").inc(3)
-    registry.counter("frames_processed", source="cam0").inc(10)
+    registry.counter("frames_processed", source="cam_a_left").inc(10)  # "_" in a name survives
     registry.counter("frames_processed", source="cam1").inc(5)
     registry.histogram("stage_ms", stage="infer").observe(4.0)
     registry.histogram("stage_ms", stage="publish")  # no samples yet
@@ -71,15 +72,21 @@ def test_metrics_are_flat_numbers_with_units_and_no_sentinels():
     registry.gauge("never_set", "mb")
     window = MetricsWindow(registry)
     values, catalogue = window.collect({}, {})
-    assert values["frames_dropped_cam0_overwritten_total"] == 3
-    assert values["frames_processed_total"] == 15 and values["frames_processed_cam1_total"] == 5
-    assert values["stage_infer_p99_ms"] == 4.0 and values["stage_infer_count"] == 1
-    assert "stage_publish_p99_ms" not in values and values["stage_publish_count"] == 0
-    assert catalogue["stage_publish_p99_ms"].unit == "ms"  # announced even before its first sample
+    assert values["by_source_reason"] == [{"source": "cam0", "reason": "overwritten", "frames_dropped_total": 3}]
+    assert values["frames_dropped_total"] == 3
+    sources = {row["source"]: row for row in values["by_source"]}
+    assert values["frames_processed_total"] == 15 and sources["cam_a_left"]["frames_processed_total"] == 10
+    stages = {row["stage"]: row for row in values["by_stage"]}
+    assert stages["infer"]["stage_p99_ms"] == 4.0 and stages["infer"]["stage_count"] == 1
+    assert "stage_p99_ms" not in stages["publish"] and stages["publish"]["stage_count"] == 0
+    assert catalogue["by_stage[].stage_p99_ms"].unit == "ms"  # announced even before its first sample
+    assert catalogue["backend_host_mb"].unit == "MB"  # one spelling of each unit
     assert values["backend_host_mb"] == 12.5 and "never_set_mb" not in values
-    assert all(isinstance(v, (int, float)) for v in values.values())
+    assert values["frames_ng_total"] == 0 and values["defects_total"] == 0  # totals from the first window
+    for key, value in values.items():  # numbers at the top level, arrays of labelled objects
+        assert isinstance(value, (int, float)) or (key.startswith("by_") and all(isinstance(r, dict) for r in value))
     again, _ = window.collect({}, {})
-    assert "stage_infer_p99_ms" not in again  # each window covers only its own samples
+    assert "stage_p99_ms" not in {k for row in again["by_stage"] for k in row}  # each window: its own samples
 
 
 def test_jtop_values_drop_off_strings_and_sentinels():

@@ -1,0 +1,50 @@
+"""The health checks the telemetry thread runs about once a second; each reports to the agent's
+`Health` under its own key and clears it when the condition is over (edge_agent/health.py)."""
+
+import time
+from typing import Optional
+
+from edge_agent.health import Health
+from edge_agent.metrics import Registry
+from edge_agent.telemetry.outbox import Outbox
+
+CHECK_INTERVAL_S = 1.0
+STALL_S = 10.0  # frames captured but none processed for this long: the frame loop is stuck
+OUTBOX_FILLING = 0.5  # share of mqtt.outbox_max_mb
+BACKLOG_FILLING = 0.5  # share of mqtt.event_queue_size
+
+
+class TelemetryChecks:
+    def __init__(self, registry: Registry, health: Health, event_queue_size: int) -> None:
+        self.registry = registry
+        self.health = health
+        self.event_queue_size = event_queue_size
+        self._processed = -1
+        self._captured_at_progress = 0
+        self._progress_at = time.monotonic()
+        self._next = 0.0
+
+    def run(self, outbox: Outbox, backlog: int, link_up: bool, now: Optional[float] = None) -> None:
+        now = time.monotonic() if now is None else now
+        if now < self._next:
+            return
+        self._next = now + CHECK_INTERVAL_S
+        self._pipeline(now)
+        fill = outbox.size_bytes / outbox.max_bytes if outbox.max_bytes else 0.0
+        self.health.report("outbox", None if fill < OUTBOX_FILLING else
+                           "{:.0f} % full, {} message(s) unsent{}".format(
+                               fill * 100, outbox.rows, "" if link_up else " (broker unreachable)"))
+        self.health.report("telemetry", None if backlog < self.event_queue_size * BACKLOG_FILLING else
+                           "backlog: {} frame(s) with defects wait to be written to the outbox (of {})".format(
+                               backlog, self.event_queue_size))
+
+    def _pipeline(self, now: float) -> None:
+        processed = self.registry.counter_total("frames_processed")
+        captured = self.registry.counter_total("frames_captured")
+        if processed != self._processed:
+            self._processed, self._captured_at_progress, self._progress_at = processed, captured, now
+        waiting = captured - self._captured_at_progress
+        stalled = waiting > 0 and now - self._progress_at >= STALL_S
+        self.health.report("pipeline", None if not stalled else
+                           "stalled: {} frame(s) captured, none processed for {:.0f} s".format(
+                               waiting, now - self._progress_at))
