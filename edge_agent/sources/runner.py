@@ -172,7 +172,7 @@ class SourceRunner:
             log.log(level, "source %s: %s%s", self.name, state, " (" + reason + ")" if reason else "")
         self.state, self.reason = state, reason
         # A failing source degrades the agent (status, Prometheus) until it delivers again.
-        self._health.report("source " + self.name, "down: " + reason if state in ("retrying", "failed") else None)
+        self._health.report("source " + self.name, "down: " + reason if state in ("retrying", "restarting") else None)
 
 
 def _lower_priority(nice: int) -> None:
