@@ -38,13 +38,13 @@ def _continuous(collector, suffix):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 2 MB filesystem for the state directory (root and mount(8) needed)."""
+    """A real 8 MB filesystem for the state directory (root and mount(8) needed)."""
     mount_point = tmp_path / "state"
     mount_point.mkdir()
     if os.geteuid() != 0:
         pytest.skip("the full-disk daemon test needs root to mount a tmpfs; tests/telemetry/test_outbox_faults.py "
                     "covers the same path with SQLite's max_page_count")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True,
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)], capture_output=True,
                           text=True)
     if proc.returncode != 0:
         pytest.skip("cannot mount a tmpfs here ({}); test_outbox_faults.py covers the path".format(proc.stderr))
@@ -70,6 +70,7 @@ def test_disk_full_then_space_back(tmp_path, small_disk):
     broker = Broker(tmp_path / "broker").start()
     collector = Collector(broker.port)
     data = agent_config(tmp_path, broker.port, fps=20, interval=0.5)
+    data["model"]["thresholds"]["min_area_px"] = 200  # a few events: the freed space is not refilled at once
     log = tmp_path / "agent.log"
     agent = start_agent(write_agent_config(tmp_path, data), log)
     try:
@@ -83,6 +84,7 @@ def test_disk_full_then_space_back(tmp_path, small_disk):
         _wait_log(log, "writing works again", timeout=30)
         broker.start()
         after = Collector(broker.port)
+        assert after.subscribed.wait(10)
         after.wait_for(lambda c: any(m["outbox_spilled_messages"] == 0 and m["mqtt_connected"] == 1
                                      for m in c.json("/metrics")), timeout=40, what="metrics after recovery")
         time.sleep(2)
@@ -105,19 +107,26 @@ def test_disk_full_then_space_back(tmp_path, small_disk):
 
 def test_broker_down_at_start_then_up(tmp_path):
     (tmp_path / "broker").mkdir()
-    broker = Broker(tmp_path / "broker")  # not started
-    data = agent_config(tmp_path, broker.port, fps=20, interval=0.5)
+    broker = Broker(tmp_path / "broker").start()
+    collector = Collector(broker.port)
+    assert collector.subscribed.wait(10)
+    with socket.socket() as probe:  # a free port with nothing listening: the agent's broker is down
+        probe.bind(("127.0.0.1", 0))
+        agent_port = probe.getsockname()[1]
+    data = agent_config(tmp_path, agent_port, fps=20, interval=0.5)
     log = tmp_path / "agent.log"
     agent = start_agent(write_agent_config(tmp_path, data), log)
+    proxy = None
     try:
         _wait_log(log, "connection refused", timeout=60)
         time.sleep(3)
-        broker.start()
-        collector = Collector(broker.port)
+        proxy = CuttingProxy(broker.port, port=agent_port)  # the broker comes up (the subscriber is ready)
         collector.wait_for(lambda c: any(m["replay"] for m in c.json("/metrics")) and len(c.json("/metrics")) >= 8,
                            timeout=40, what="the backlog")
     finally:
         code = stop_agent(agent)
+        if proxy is not None:
+            proxy.close()
         broker.stop()
     assert code == 0
     ok, numbers = _continuous(collector, "/metrics")
@@ -127,11 +136,11 @@ def test_broker_down_at_start_then_up(tmp_path):
 class CuttingProxy:
     """A TCP proxy on loopback whose connections can be cut at will (a link that fails mid-stream)."""
 
-    def __init__(self, target_port):
+    def __init__(self, target_port, port=0):
         self.target = target_port
         self.server = socket.socket()
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind(("127.0.0.1", 0))
+        self.server.bind(("127.0.0.1", port))
         self.server.listen(8)
         self.port = self.server.getsockname()[1]
         self.pairs = []
@@ -184,6 +193,7 @@ def test_link_cut_through_a_proxy_loses_no_seq(tmp_path):
     broker = Broker(tmp_path / "broker").start()
     proxy = CuttingProxy(broker.port)
     collector = Collector(broker.port)
+    assert collector.subscribed.wait(10)
     data = agent_config(tmp_path, proxy.port, fps=20, interval=0.3)
     data["model"]["thresholds"]["min_area_px"] = 200
     log = tmp_path / "agent.log"
