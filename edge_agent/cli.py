@@ -25,6 +25,10 @@ frames (TensorRT on NVIDIA Jetson, ONNX Runtime anywhere) and reports throughput
 and defects. Start with `edge-agent demo`: the bundled model on a synthetic camera, no setup."""
 
 
+PROMETHEUS_HELP = ("serve /metrics for Prometheus at HOST:PORT (e.g. 127.0.0.1:9464; overrides prometheus.listen); "
+                   "labelled series and histogram buckets in base units")
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -58,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--mqtt", metavar="HOST[:PORT]",
                       help="publish telemetry (status, birth, metrics, defect events) to this MQTT broker "
                            "(port 1883 by default); watch with: mosquitto_sub -v -t '#'")
+    demo.add_argument("--prometheus", metavar="HOST:PORT", help=PROMETHEUS_HELP)
     demo.add_argument("--json", action="store_true",
                       help="print one JSON summary on stdout at the end (frames, fps, latency_ms_p50/p95/p99, "
                            "defects, mask_iou, rss_mb, backend, precision) instead of the live line")
@@ -69,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "config (an invalid one is refused and the running one kept). This is what the systemd "
                     "service starts; it speaks systemd's notify protocol when $NOTIFY_SOCKET is set.")
     run.add_argument("--config", metavar="FILE", required=True, help="YAML config (e.g. /etc/edge-agent/config.yaml)")
+    run.add_argument("--prometheus", metavar="HOST:PORT", help=PROMETHEUS_HELP)
     run.set_defaults(func=cmd_run)
 
     check = commands.add_parser(
@@ -200,14 +206,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from edge_agent.rollout.session import effective_config, rollout_session
     from edge_agent.status import StatusLine, summary
     from edge_agent.telemetry import open_telemetry, pipeline_facts
+    from edge_agent.telemetry.prometheus import open_prometheus
 
-    base = _load(args.config, _mqtt_override(args.mqtt))
+    base = _load(args.config, dict(_mqtt_override(args.mqtt) or {}, **_prometheus_override(args.prometheus)))
     config = effective_config(base)
     registry = Registry()
     stop = threading.Event()
     # SIGTERM (systemd, docker stop, kill) ends the demo like Ctrl-C and like `run`: the frame loop
     # finishes its batch and telemetry publishes "stopped", not the broker's "offline" Last Will.
     previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    exporter = open_prometheus(config, registry)
     telemetry = open_telemetry(config, registry)
     try:
         with running_pipeline(config, registry, [telemetry] if telemetry else []) as pipeline, \
@@ -229,6 +237,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
         if telemetry is not None:
             telemetry.close()
+        if exporter is not None:
+            exporter.close()
     if args.json:
         print(json.dumps(result))
     else:
@@ -263,10 +273,14 @@ def _mqtt_override(value: Optional[str]) -> Optional[Dict[str, Any]]:
 def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.service import run_daemon
 
-    config = _load(args.config)
+    config = _load(args.config, _prometheus_override(args.prometheus) or None)
     if args.log_level is None:
         _setup_logging(config.logging.level)
     return run_daemon(config, args.config)
+
+
+def _prometheus_override(value: Optional[str]) -> Dict[str, Any]:
+    return {"prometheus": {"listen": value}} if value else {}
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from edge_agent.engine.config import EngineConfig, TensorRTConfig
 from edge_agent.ids import NAME_MAX_LENGTH, NAME_PATTERN
 from edge_agent.rollout.config import RolloutConfig
 from edge_agent.sources.config import SourceConfig, SyntheticSourceConfig
-from edge_agent.telemetry.config import MqttConfig, TelemetryConfig
+from edge_agent.telemetry.config import MqttConfig, PrometheusConfig, TelemetryConfig
 
 DEMO_MODEL = Path(__file__).resolve().parent / "models" / "defect_unet.onnx"
 # the demo model's input normalization, from its model card (edge_agent/models/MODEL_CARD.md)
@@ -219,6 +219,7 @@ class AgentConfig(StrictModel):
     engine: EngineConfig = Field(EngineConfig(), description="Model preparation: calibration, accuracy gate, cache.")
     mqtt: MqttConfig = Field(MqttConfig(), description="Telemetry broker.")
     telemetry: TelemetryConfig = Field(TelemetryConfig(), description="What telemetry reports, whatever the transport.")
+    prometheus: PrometheusConfig = Field(PrometheusConfig(), description="Prometheus /metrics (off by default).")
     paths: PathsConfig = Field(PathsConfig(), description="Where state and caches live.")
     rollout: RolloutConfig = Field(RolloutConfig(), description="Model rollouts: download, build beside the "
                                                                 "serving model, gate, swap, rollback (docs/fleet.md).")

@@ -5,8 +5,9 @@ status line, the MQTT publisher, the demo summary) each keep their own cursor, s
 reporting window never resets another's.
 """
 
+import bisect
 import threading
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -53,18 +54,38 @@ class HistogramStats:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
+# Upper bounds of the cumulative buckets (in the histogram's unit, ms for times): what a Prometheus
+# scrape reports as _bucket{le=...}, from inference in a few ms to a stalled multi-second stage.
+BUCKET_BOUNDS = (0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
+
+
 class Histogram:
-    """The last `capacity` samples; readers ask for the samples added since their cursor."""
+    """The last `capacity` samples (readers ask for the samples added since their cursor), plus
+    cumulative bucket counts and the sum since start (for Prometheus, whose histograms never reset)."""
 
     def __init__(self, capacity: int = 65536) -> None:
         self._samples = np.zeros(capacity, dtype=np.float64)
         self._total = 0
+        self._buckets = [0] * (len(BUCKET_BOUNDS) + 1)  # the last one: above every bound (+Inf)
+        self._sum = 0.0
         self._lock = threading.Lock()
 
     def observe(self, value: float) -> None:
         with self._lock:
             self._samples[self._total % self._samples.size] = value
             self._total += 1
+            self._buckets[bisect.bisect_left(BUCKET_BOUNDS, value)] += 1
+            self._sum += value
+
+    def cumulative(self) -> Tuple[List[int], float, int]:
+        """(count at or below each of BUCKET_BOUNDS then +Inf, sum, count), since start."""
+        with self._lock:
+            counts, total_sum, total = list(self._buckets), self._sum, self._total
+        running = 0
+        for index, count in enumerate(counts):
+            running += count
+            counts[index] = running
+        return counts, total_sum, total
 
     @property
     def total(self) -> int:

@@ -37,6 +37,7 @@ from edge_agent.service_reload import dry_run
 from edge_agent.service_watchdog import Watchdog
 from edge_agent.supervisor import SUPERVISOR, TaskStatus
 from edge_agent.telemetry import open_telemetry, pipeline_facts
+from edge_agent.telemetry.prometheus import open_prometheus
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class Daemon:
         self.registry = Registry()
         self.supervisor = SUPERVISOR
         self.telemetry: Any = None
+        self.exporter: Any = None  # Prometheus /metrics, when prometheus.listen is set
         self.stop_requested = threading.Event()
         self.reload_requested = threading.Event()
         self.wake = threading.Event()
@@ -121,6 +123,7 @@ class Daemon:
         self.supervisor.add_listener(self._on_task_change)
         code = 1
         try:
+            self.exporter = open_prometheus(self.config, self.registry)
             self.telemetry = open_telemetry(self.config, self.registry)
             while True:
                 outcome = self._serve(self.config)
@@ -142,6 +145,8 @@ class Daemon:
             if self.telemetry is not None:
                 self.telemetry.close(FLUSH_TIMEOUT_S)
                 self.telemetry = None
+            if self.exporter is not None:
+                self.exporter.close()
             self.watchdog.stop()
             self.supervisor.remove_listener(self._on_task_change)
             faulthandler.unregister(signal.SIGUSR1)

@@ -74,7 +74,9 @@ def _config(args: argparse.Namespace, port: int, state: Path, **mqtt: Any) -> An
     section = {"enabled": True, "host": "127.0.0.1", "port": port, "reconnect_min_s": 1, "reconnect_max_s": 2,
                "event_queue_size": 1000000, "outbox_max_mb": 1024}
     section.update(mqtt)
-    return load_config(args.config, {"mqtt": section, "paths": {"state_dir": str(state)}})
+    # verdicts off: one message per fake frame, as the figures in docs/benchmarks.md were measured
+    return load_config(args.config, {"mqtt": section, "paths": {"state_dir": str(state)},
+                                     "telemetry": {"verdicts": "none"}})
 
 
 def _fake_result(index: int) -> InferenceResult:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need and runs them: the README's test command, also run by CI.
 #   - mosquitto (the real MQTT broker the telemetry tests start) from the distribution's packages
+#   - prometheus (scrapes the agent), nodejs + npm (Node-RED, installed once into .cache/node-red)
 #   - systemd's systemd-analyze (tests/service verifies systemd/edge-agent.service with it)
 #   - a virtual environment in .venv with edge-agent and its dev extra from PyPI
 #   - pytest, which includes the Python 3.8 compatibility check (vermin) and lint (ruff)
@@ -25,6 +26,14 @@ fi
 if ! command -v openssl >/dev/null 2>&1; then
     echo "== installing openssl (the MQTT TLS tests make a test CA with it)"
     apt_install openssl
+fi
+if ! command -v prometheus >/dev/null 2>&1; then
+    echo "== installing prometheus (Debian package; tests/telemetry scrape the agent with a real server)"
+    apt_install prometheus
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "== installing nodejs and npm (Debian packages; tests/telemetry run the Node-RED flow for real)"
+    apt_install nodejs npm
 fi
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "== installing systemd (systemd-analyze verifies the unit file offline)"

@@ -30,13 +30,16 @@ _SIGNAL_HINTS = {
 
 
 def run_isolated(target: str, kwargs: Dict[str, Any], what: str, progress: Progress,
-                 heartbeat: float = 5.0, on_start: Optional[Callable[[int], None]] = None) -> Any:
+                 heartbeat: float = 5.0, on_start: Optional[Callable[[int], None]] = None,
+                 nested: bool = False) -> Any:
     """Call `module:function(report=..., **kwargs)` in a child; return its result or raise EngineError.
-    `on_start(pid)` lets a caller watch or throttle the child (a rollout bounds its CPU share)."""
+    `on_start(pid)` lets a caller watch or throttle the child (a rollout bounds its CPU share).
+    `nested`: the step itself runs isolated steps (a rollout's candidate builds its variants), so the
+    child cannot be a daemonic process; it is still ended here whenever the caller is interrupted."""
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
     child = context.Process(target=_child_main, args=(target, kwargs, messages, logging.getLogger().level),
-                            name="edge-agent-" + what.replace(" ", "-"), daemon=True)
+                            name="edge-agent-" + what.replace(" ", "-"), daemon=not nested)
     started = time.monotonic()
     last_text, last_fraction = what, None
     outcome = None

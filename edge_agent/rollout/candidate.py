@@ -23,6 +23,7 @@ from edge_agent.backends.onnxruntime import OnnxRuntimeConfig
 from edge_agent.config import AgentConfig
 from edge_agent.engine import prepare
 from edge_agent.engine.gate import class_mask, probabilities
+from edge_agent.modelcheck import verify
 from edge_agent.preprocess import Preprocessor
 
 
@@ -33,6 +34,7 @@ def build_and_gate(report: Callable[[str, Optional[float]], None], config: Dict[
     if nice:
         os.nice(nice)
     candidate = _with_threads(AgentConfig.model_validate(config), threads)
+    verify(candidate.model)  # the model against the config (and its patch) before anything is built
     built = prepare(candidate, report)
     result: Dict[str, Any] = {"build": built.as_dict()}
     images = _load_frames(frames)
@@ -83,7 +85,7 @@ def _masks(config: AgentConfig, model: PreparedModel, images: List[np.ndarray], 
     masks = []
     worst = {"non_finite_values": 0, "min_probability": 1.0, "max_probability": 0.0}
     preprocess = Preprocessor(config.model.input)
-    with create_backend(model, config) as backend:
+    with create_backend(model, config) as backend, backend.bind_thread():
         if images:
             for image in images:
                 preprocess(image, backend.input_buffer[0])

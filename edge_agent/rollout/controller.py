@@ -61,7 +61,7 @@ class Rollout:
     def start(self) -> "Rollout":
         self.pipeline.sinks.append(self.recent)
         if self.telemetry is not None:
-            self.telemetry.desired_handlers["deployment"] = lambda payload: self._enqueue("deploy", payload)
+            self.telemetry.set_desired_handler("deployment", lambda payload: self._enqueue("deploy", payload))
             self.telemetry.command_handlers["rollback"] = self._on_rollback_command
             if self.store.report is not None:  # the board's last known state, retained again
                 self.telemetry.publish_retained("deployment", self.store.report)
@@ -76,7 +76,7 @@ class Rollout:
         self._thread.join(30)
         self.pipeline.output_watch = None
         if self.telemetry is not None:
-            self.telemetry.desired_handlers.pop("deployment", None)
+            self.telemetry.set_desired_handler("deployment", None)
             self.telemetry.command_handlers.pop("rollback", None)
         if self.recent in self.pipeline.sinks:
             self.pipeline.sinks.remove(self.recent)
@@ -213,7 +213,7 @@ class Rollout:
         self._governor = governor
         try:
             result = run_isolated("edge_agent.rollout.candidate:build_and_gate", kwargs, "candidate " + rid,
-                                  building, heartbeat=2.0, on_start=governor.attach)
+                                  building, heartbeat=2.0, on_start=governor.attach, nested=True)
         finally:
             self._governor = None
             governor.close()

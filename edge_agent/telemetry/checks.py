@@ -30,21 +30,27 @@ class TelemetryChecks:
             return
         self._next = now + CHECK_INTERVAL_S
         self._pipeline(now)
-        fill = outbox.size_bytes / outbox.max_bytes if outbox.max_bytes else 0.0
-        self.health.report("outbox", None if fill < OUTBOX_FILLING else
-                           "{:.0f} % full, {} message(s) unsent{}".format(
-                               fill * 100, outbox.rows, "" if link_up else " (broker unreachable)"))
-        self.health.report("telemetry", None if backlog < self.event_queue_size * BACKLOG_FILLING else
-                           "backlog: {} frame(s) with defects wait to be written to the outbox (of {})".format(
-                               backlog, self.event_queue_size))
+        # Reasons change only when the situation does (a step, not every count): each change
+        # republishes the retained status.
+        fill = _step(outbox.size_bytes / outbox.max_bytes if outbox.max_bytes else 0.0, OUTBOX_FILLING)
+        self.health.report("outbox", None if fill is None else "over {:.0f} % full, messages unsent{}".format(
+            fill * 100, "" if link_up else " (broker unreachable)"))
+        full = _step(backlog / self.event_queue_size, BACKLOG_FILLING)
+        self.health.report("telemetry", None if full is None else
+                           "backlog: over {:.0f} % of mqtt.event_queue_size frames wait for the outbox".format(
+                               full * 100))
 
     def _pipeline(self, now: float) -> None:
         processed = self.registry.counter_total("frames_processed")
         captured = self.registry.counter_total("frames_captured")
         if processed != self._processed:
             self._processed, self._captured_at_progress, self._progress_at = processed, captured, now
-        waiting = captured - self._captured_at_progress
-        stalled = waiting > 0 and now - self._progress_at >= STALL_S
+        stalled = captured > self._captured_at_progress and now - self._progress_at >= STALL_S
         self.health.report("pipeline", None if not stalled else
-                           "stalled: {} frame(s) captured, none processed for {:.0f} s".format(
-                               waiting, now - self._progress_at))
+                           "stalled: frames are captured but none processed for {:.0f} s or more".format(STALL_S))
+
+
+def _step(share: float, first: float) -> Optional[float]:
+    """The highest of first, 0.75, 0.9 that `share` reaches, or None below `first`."""
+    reached = [step for step in (first, 0.75, 0.9) if share >= step]
+    return reached[-1] if reached else None

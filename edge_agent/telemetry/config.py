@@ -37,6 +37,13 @@ class CropConfig(_Strict):
     margin_px: int = Field(8, ge=0, le=256, description="Context kept around the defect's box, in frame pixels.")
 
 
+class HomeAssistantConfig(_Strict):
+    enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery (one retained device message "
+                                             "with a sensor per metric, per-source reject rates and health).")
+    prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_-]+$",
+                        description="Home Assistant's discovery prefix (its MQTT integration setting).")
+
+
 class MqttConfig(_Strict):
     enabled: bool = Field(False, description="Publish telemetry to an MQTT broker. Turned on when any other mqtt "
                                              "key is set and this one is not (a broker configured is a broker "
@@ -74,6 +81,8 @@ class MqttConfig(_Strict):
     reconnect_min_s: float = Field(1.0, gt=0, le=60, description="First wait before reconnecting.")
     reconnect_max_s: float = Field(60.0, gt=0, le=3600, description="Longest wait between reconnects (backoff cap).")
     crop: CropConfig = Field(CropConfig(), description="Optional JPEG crops in defect events.")
+    homeassistant: HomeAssistantConfig = Field(HomeAssistantConfig(), description="Home Assistant MQTT discovery "
+                                                                                 "(opt-in).")
 
     @model_validator(mode="before")
     @classmethod
@@ -97,3 +106,10 @@ class TelemetryConfig(_Strict):
     verdicts: Literal["all", "ng", "none"] = Field(
         "ng", description="Per-part verdict messages (events/verdict), one per inspected frame: all (OK and NG), "
                           "ng (only frames with a defect) or none. Metrics count inspected and NG frames either way.")
+
+
+class PrometheusConfig(_Strict):
+    listen: Optional[str] = Field(
+        None, pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):?[0-9]{1,5}$",
+        description="Serve /metrics for Prometheus at HOST:PORT (e.g. 127.0.0.1:9464; a bare PORT binds loopback); "
+                    "null: off. Use 0.0.0.0:PORT only where the network is trusted: there is no authentication.")

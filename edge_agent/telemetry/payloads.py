@@ -80,6 +80,7 @@ class DefectRecord(NamedTuple):
     latency_ms: float
     regions: List[Any]  # DefectRegion
     crops: Optional[List[Any]]  # np.ndarray per region, or None when crops are off
+    file: Optional[str] = None  # the image's file name, for sources that read files
 
 
 def frame_id(device: str, session: str, record: DefectRecord) -> str:
@@ -101,6 +102,8 @@ def verdict_payload(record: DefectRecord, frame: str, provenance: Dict[str, Any]
         "defects": counts,
         "latency_ms": round(record.latency_ms, 3),
     }
+    if record.file:
+        payload["file"] = record.file
     payload.update(provenance)
     return payload
 

@@ -12,6 +12,7 @@ are built by `messages.py` and commands are read and answered by `commands.py`.
 
 import collections
 import logging
+import os
 import queue
 import threading
 import time
@@ -27,18 +28,19 @@ from edge_agent.telemetry.availability import AvailabilityLink
 from edge_agent.telemetry.checks import TelemetryChecks
 from edge_agent.telemetry.commands import Action, run_command
 from edge_agent.telemetry.crops import copy_crop
+from edge_agent.telemetry.discovery import discovery_payload, discovery_topic
 from edge_agent.telemetry.link import BrokerLink, reply_properties, valid_response_topic
 from edge_agent.telemetry.link_faults import BIRTH_ROW, FlapDetector, PacketGuard, packet_size, size_reason
 from edge_agent.telemetry.messages import MessageBuilder
 from edge_agent.telemetry.outbox import KIND_REPLY, NewMessage, Outbox
 from edge_agent.telemetry.payloads import DefectRecord, Envelope, Topics, encode, with_replay
 from edge_agent.telemetry.probe import SystemProbe
+from edge_agent.telemetry.retained import RetainedStates
 
 log = logging.getLogger(__name__)
 
 LOOP_S = 0.05
 HEALTH_STALL_S = 10.0  # a telemetry loop quiet this long (it iterates every LOOP_S) counts as stuck
-RETAINED_PENDING_MAX = 100
 
 
 class Telemetry(ResultSink):
@@ -89,10 +91,9 @@ class Telemetry(ResultSink):
         # extensions (rollout): command name -> handler(request dict) -> (ok, text), called on the
         # telemetry thread (must only enqueue); desired-state name -> handler(raw payload)
         self.command_handlers: Dict[str, Callable[[Dict[str, Any]], Tuple[bool, str]]] = {}
-        self.desired_handlers: Dict[str, Callable[[bytes], None]] = {}
-        self._retained: Dict[str, bytes] = {}  # topic -> latest retained payload (re-sent on connect)
-        self._retained_pending: List[Tuple[str, bytes]] = []
-        self._retained_lock = threading.Lock()
+        self._desired_handlers: Dict[str, Callable[[bytes], None]] = {}
+        self._desired_last: Dict[str, bytes] = {}  # for a handler registered later (start-up order)
+        self._retained = RetainedStates()
 
     # ---- public API -------------------------------------------------------------------------
     def start(self) -> "Telemetry":
@@ -120,22 +121,22 @@ class Telemetry(ResultSink):
         self._rebirth.set()
         self._wake.set()
 
+    def set_desired_handler(self, name: str, handler: Optional[Callable[[bytes], None]]) -> None:
+        """Route `{base}/desired/{name}` to `handler` (None: stop). The retained payload arrives at
+        connection, usually before the pipeline (and its handler) exists: it is handed over now."""
+        if handler is None:
+            self._desired_handlers.pop(name, None)
+            return
+        self._desired_handlers[name] = handler
+        last = self._desired_last.get(name)
+        if last is not None:
+            handler(last)
+
     def publish_retained(self, kind: str, payload: Dict[str, Any]) -> None:
         """Any thread: publish `payload` retained on `{base}/{kind}`: in order while connected (each
         state change is seen), and the latest one again at every connection (it is a state)."""
-        topic = self.topics.base + "/" + kind
-        data = encode(self.envelope.stamp(kind, payload))
-        with self._retained_lock:
-            self._retained[topic] = data
-            self._retained_pending.append((topic, data))
-            del self._retained_pending[:-RETAINED_PENDING_MAX]  # a long outage needs only the latest
+        self._retained.put(self.topics.base + "/" + kind, encode(self.envelope.stamp(kind, payload)))
         self._wake.set()
-
-    def _send_retained(self) -> None:
-        with self._retained_lock:
-            pending, self._retained_pending = self._retained_pending, []
-        for topic, data in pending:
-            self.link.publish(topic, data, retain=True)
 
     def on_result(self, result: InferenceResult) -> None:
         """Frame-loop thread: O(1) append; never waits (a full queue is counted and skipped)."""
@@ -148,8 +149,10 @@ class Telemetry(ResultSink):
         crops = None
         if self.mqtt.crop.enabled:
             crops = [copy_crop(frame.image, region.bbox, self.mqtt.crop) for region in result.regions]
+        origin = getattr(frame, "origin", None)
         self._records.append(DefectRecord(frame.source, frame.index, frame.timestamp, frame.image.shape[1],
-                                          frame.image.shape[0], result.latency_ms, list(result.regions), crops))
+                                          frame.image.shape[0], result.latency_ms, list(result.regions), crops,
+                                          os.path.basename(origin) if origin else None))
 
     def health(self) -> Tuple[bool, str]:
         """(publisher alive, a status line). An unreachable broker is healthy: the outbox keeps the
@@ -223,8 +226,8 @@ class Telemetry(ResultSink):
                 next_metrics = max(next_metrics + self.mqtt.metrics_interval_s, self._heartbeat)
             if self._stop.is_set():
                 break
-            if self._link_up:
-                self._send_retained()
+            for topic, data in self._retained.take() if self._link_up else ():
+                self.link.publish(topic, data, retain=True)
             self._send()
             self._wake.wait(LOOP_S)
             self._wake.clear()
@@ -333,8 +336,7 @@ class Telemetry(ResultSink):
         self._publish_birth()
         if not self.availability.started:  # after the main link works: one set of retries, one error
             self.availability.start()
-        with self._retained_lock:
-            self._retained_pending = list(self._retained.items())
+        self._retained.reconnected()
         self.link.subscribe_commands()
 
     def _on_ack(self, mid: int, failure: Optional[str], acked: List[int]) -> None:
@@ -434,6 +436,11 @@ class Telemetry(ResultSink):
             return
         self._birth_mid = self.link.publish(self.topics.birth, payload, retain=True)
         self._guard.sent(BIRTH_ROW, packet_size(self.topics.birth, payload))
+        discovery = self.mqtt.homeassistant
+        if discovery.enabled:  # generated from the same catalogue, so it follows new keys as well
+            self.link.publish(discovery_topic(discovery.prefix, self.config.device.id), encode(discovery_payload(
+                self.topics, self.config.device, self.messages.catalogue, [s.name for s in self.config.sources])),
+                retain=True)
 
     # ---- commands -----------------------------------------------------------------------------
     def _on_command(self, name: str, payload: bytes, response_topic: Optional[str] = None,
@@ -453,8 +460,11 @@ class Telemetry(ResultSink):
             self._store([NewMessage(KIND_REPLY, self.topics.reply(name), encoded)])
 
     def _on_desired(self, name: str, payload: bytes) -> None:
-        handler = self.desired_handlers.get(name)
-        if handler is None or not payload:  # an empty retained payload clears the desired state
+        if not payload:  # an empty retained payload clears the desired state
+            return
+        self._desired_last[name] = payload
+        handler = self._desired_handlers.get(name)
+        if handler is None:
             return
         try:
             handler(payload)

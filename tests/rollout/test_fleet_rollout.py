@@ -225,3 +225,24 @@ def test_mqtt_rollout_swaps_without_losing_a_frame_and_a_failing_gate_is_rejecte
         finally:
             code = agent.stop()
         assert code == 0, agent.log()
+
+
+def test_a_rollout_reaches_edge_agent_demo(tmp_path, broker, collector_factory, models):  # noqa: F811
+    """`edge-agent demo --mqtt` takes rollouts like the service (the Done-when's "running demo agent")."""
+    config = agent_yaml(tmp_path, models, broker.port)
+    collector = collector_factory(broker.port, topic=BASE + "/#")
+    with ModelServer(models["folder"]) as server, open(tmp_path / "demo.log", "wb") as log:
+        demo = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "demo", "--config", str(config), "--mqtt",
+                                 "127.0.0.1:{}".format(broker.port), "--duration", "120", "--json"],
+                                cwd=str(ROOT), stdout=subprocess.PIPE, stderr=log)
+        try:
+            collector.wait_for(lambda c: c.json("/birth"), 30, "the demo's birth message")
+            publish_desired(broker.port, request_for(server, models["good"], "r-demo"))
+            active = wait_report(collector, "r-demo")[-1]
+            assert active["state"] == "active", active
+        finally:
+            demo.send_signal(signal.SIGINT)
+            out, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, (tmp_path / "demo.log").read_text()
+    assert json.loads(out)["frames"] > active["swapped_at_frame"] > 0
+    assert retained_report(broker.port)["model_sha256"] == sha256(models["good"])

@@ -134,11 +134,12 @@ def write_agent_config(tmp_path, data, name="agent.yaml"):
     return path
 
 
-def start_agent(config_path, log_path, command="run"):
+def start_agent(config_path, log_path, command="run", extra=()):
     """`python -m edge_agent.cli run --config ...` from the worktree, logging to a file."""
     handle = open(str(log_path), "w")
     proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "--log-level", "info", command,
-                             "--config", str(config_path)], cwd=str(REPO), stdout=handle, stderr=subprocess.STDOUT)
+                             "--config", str(config_path)] + list(extra), cwd=str(REPO), stdout=handle,
+                            stderr=subprocess.STDOUT)
     proc.log_handle = handle
     return proc
 

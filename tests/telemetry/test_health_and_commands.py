@@ -172,3 +172,37 @@ def test_commands_answer_v5_requests_and_survive_any_payload(tmp_path, broker, c
         assert reply["ok"] is False and reply["message"].startswith("refused: "), reply
     # v5 replies go to the response topic, not to reply/{command}
     assert not collector.json("/reply/rebirth")
+
+
+class _Outbox:
+    def __init__(self, size_bytes, max_bytes, rows):
+        self.size_bytes, self.max_bytes, self.rows = size_bytes, max_bytes, rows
+
+
+def test_telemetry_checks_report_a_stalled_pipeline_a_filling_outbox_and_a_backlog():
+    from edge_agent.metrics import Registry
+    from edge_agent.telemetry.checks import STALL_S, TelemetryChecks
+
+    registry = Registry()
+    checks = TelemetryChecks(registry, registry.health, event_queue_size=100)
+    captured = registry.counter("frames_captured", source="cam0")
+    processed = registry.counter("frames_processed", source="cam0")
+    captured.inc(5)
+    processed.inc(5)
+    checks.run(_Outbox(0, 1000, 0), 0, True, now=100.0)
+    assert registry.health.snapshot().state == "online"
+    captured.inc(30)  # the camera goes on, the frame loop does not
+    checks.run(_Outbox(0, 1000, 0), 0, True, now=100.0 + STALL_S / 2)
+    assert registry.health.snapshot().state == "online"  # not yet
+    checks.run(_Outbox(600, 1000, 42), 60, False, now=100.0 + STALL_S + 1)
+    reasons = registry.health.snapshot().reasons
+    assert "pipeline: stalled: frames are captured but none processed for 10 s or more" in reasons, reasons
+    assert "outbox: over 50 % full, messages unsent (broker unreachable)" in reasons
+    assert "telemetry: backlog: over 50 % of mqtt.event_queue_size frames wait for the outbox" in reasons
+    version = registry.health.snapshot().version
+    captured.inc(10)  # more of the same: no new reasons, no new status message
+    checks.run(_Outbox(620, 1000, 50), 61, False, now=100.0 + STALL_S + 2)
+    assert registry.health.snapshot().version == version
+    processed.inc()
+    checks.run(_Outbox(0, 1000, 0), 0, True, now=100.0 + STALL_S + 4)
+    assert registry.health.snapshot().state == "online"  # every reason cleared with its cause
