@@ -5,7 +5,6 @@ anything else is a bug and keeps its traceback and a non-zero exit, so systemd s
 """
 
 import argparse
-import json
 import logging
 import math
 import signal
@@ -16,6 +15,7 @@ from typing import Any, Dict, List, Optional
 
 from edge_agent import __version__
 from edge_agent.errors import EdgeAgentError
+from edge_agent.json_stdout import print_document, reserved_stdout
 
 log = logging.getLogger("edge_agent")
 
@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "engine.gate.iou_floor), else it falls back INT8 -> FP16 -> FP32. `edge-agent run` goes "
                     "through the same path, so a build beforehand makes the first start take seconds.")
     build.add_argument("--config", metavar="FILE", help="YAML config (default: the demo model)")
+    build.add_argument("--model", metavar="X.onnx",
+                       help="build this ONNX model; without --config its input size, layout and classes are read "
+                            "from the model and the rest assumed (the assumptions are printed)")
     build.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="override backend.precision")
     build.add_argument("--force", action="store_true", help="rebuild even when the cache holds a valid entry")
     build.add_argument("--json", action="store_true",
@@ -120,13 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     selftest = commands.add_parser(
         "selftest", help="acceptance test after installing: accuracy, speed and memory per precision",
         description="Build FP16 and INT8 engines for the model on this board (through the engine cache), run "
-                    "golden synthetic frames and compare their defect masks with ONNX Runtime FP32, then measure "
+                    "the configured images (folder sources, else the gate's validation images, else synthetic parts) "
+                    "and compare their defect masks with ONNX Runtime FP32, then measure "
                     "throughput, latency, memory and allocations after warm-up per precision. Prints a pass/fail "
                     "table (or --json) and says which checks could not run here (no TensorRT or GPU: the ONNX "
                     "Runtime parts still run). Exits 1 when a check fails.")
     selftest.add_argument("--config", metavar="FILE", help="YAML config (default: the demo model)")
     selftest.add_argument("--frames", type=_positive_int, default=16, metavar="N",
-                          help="golden synthetic frames compared with FP32 (16)")
+                          help="images compared with FP32 (16)")
     selftest.add_argument("--iterations", type=_positive_int, default=50, metavar="N",
                           help="timed inference calls per precision, at pipeline.max_batch (50)")
     selftest.add_argument("--iou-floor", type=float, default=0.95, metavar="X",
@@ -136,6 +140,31 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.add_argument("--report", metavar="FILE", help="also write the JSON report to FILE")
     selftest.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     selftest.set_defaults(func=cmd_selftest)
+
+    report = commands.add_parser(
+        "report", help="FP32 vs FP16 vs INT8 on this machine: speed, memory, accuracy, as HTML/JSON/Markdown",
+        description="Measure the FP32 reference (ONNX Runtime, standing for the original framework) and every "
+                    "precision of every backend available here (ONNX Runtime FP16/INT8; TensorRT FP16/INT8 where "
+                    "TensorRT exists) on your images: build time, latency p50/p95/p99 and throughput per batch "
+                    "size, memory, CPU/GPU utilisation, mask IoU and defect-count agreement with FP32 and the "
+                    "accuracy gate's verdict. Writes report.html (one self-contained page with charts), "
+                    "report.json and report.md. Quick start: edge-agent report --model X.onnx --images DIR")
+    report.add_argument("--config", metavar="FILE", help="YAML config (default: the demo model, or --model)")
+    report.add_argument("--model", metavar="X.onnx", help="the model to report on; without --config its input and "
+                                                          "output are read from the file and the rest assumed "
+                                                          "(stated at the top of the report)")
+    report.add_argument("--images", metavar="DIR", help="your images (PNG/JPEG/BMP/TIFF): accuracy and timing run "
+                                                        "on them (default: the demo's synthetic parts)")
+    report.add_argument("--calibration", metavar="DIR", help="INT8 calibration images (default: "
+                                                             "engine.calibration.folder, else --images)")
+    report.add_argument("--out", metavar="DIR", default="edge-agent-report",
+                        help="where report.html, report.json and report.md go (./edge-agent-report)")
+    report.add_argument("--batches", type=_batches, default=[1, 2, 4, 8], metavar="1,2,4,8",
+                        help="batch sizes to time (1,2,4,8)")
+    report.add_argument("--seconds", type=_positive_float, default=3.0, metavar="S",
+                        help="timed seconds per variant and batch size, in 10 interleaved rounds (3)")
+    report.add_argument("--json", action="store_true", help="print report.json on stdout instead of the table")
+    report.set_defaults(func=cmd_report)
 
     deploy = commands.add_parser(
         "deploy", help="roll a new model out to this board's running agent and follow it",
@@ -177,6 +206,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level or "info")
     try:
+        if getattr(args, "json", False):
+            with reserved_stdout():  # library chatter goes to stderr, the one document to stdout
+                return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except EdgeAgentError as exc:
         log.error("%s", exc)
@@ -240,7 +272,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if exporter is not None:
             exporter.close()
     if args.json:
-        print(json.dumps(result))
+        print_document(result)
     else:
         iou = "n/a" if result["mask_iou"] is None else "{:.3f}".format(result["mask_iou"])
         print("{frames} frames in {seconds:.1f} s: {fps:.1f} fps, latency p50 {latency_ms_p50:.1f} ms "
@@ -294,7 +326,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     result = run_bench(_load(args.config), args.frames, args.rounds)
     if args.json:
-        print(json.dumps(result))
+        print_document(result)
     else:
         print("backend only : {backend_fps:8.1f} fps (batch {batch}, {backend} {precision}; median of {rounds})\n"
               "end to end   : {pipeline_fps:8.1f} fps ({source}; median of {rounds})\n"
@@ -303,16 +335,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from edge_agent.engine import prepare
     from edge_agent.engine.progress import ProgressPrinter
     from edge_agent.modelcheck import verify
+    from edge_agent.quickstart import config_for_model
 
-    config = _load(args.config)
+    assumptions: List[str] = []
+    if args.model:
+        config, assumptions = config_for_model(Path(args.model), args.config)
+        for line in assumptions:
+            log.info("assumed: %s", line)
+    else:
+        config = _load(args.config)
     verify(config.model)
     with ProgressPrinter(sys.stderr) as progress:
         report = prepare(config, progress, force=args.force, precision=args.precision)
-    print(json.dumps(report.as_dict()) if args.json else report.text())
+    if args.json:
+        print_document(dict(report.as_dict(), assumptions=assumptions))
+    else:
+        print("\n".join(["assumed: " + line for line in assumptions] + [report.text()]))
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from edge_agent.report.command import run_report_command
+
+    return run_report_command(args)
+
+
+def _batches(text: str) -> List[int]:
+    from edge_agent.report.command import parse_batches
+
+    return parse_batches(text)
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
@@ -323,7 +379,10 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     report = run_selftest(args.config, args.frames, args.iterations, args.iou_floor, args.require_gpu)
     if args.report:
         write_report(report, Path(args.report))
-    print(json.dumps(report) if args.json else format_table(report))
+    if args.json:
+        print_document(report)
+    else:
+        print(format_table(report))
     return 0 if report["ok"] else 1
 
 

@@ -1,17 +1,19 @@
 """`edge-agent selftest`: the acceptance test a technician runs on a board after installing.
 
 For each precision it prepares the model (TensorRT FP16 and INT8 engines built on this board
-through the engine cache; ONNX Runtime variants where TensorRT or a GPU is missing), runs golden
-synthetic frames and compares the defect masks and class probabilities with ONNX Runtime FP32,
+through the engine cache; ONNX Runtime variants where TensorRT or a GPU is missing), runs the
+configured images (folder sources, else the gate's validation images, else synthetic parts) and
+compares the defect masks and class probabilities with ONNX Runtime FP32,
 then measures throughput, latency, memory and allocations after warm-up. Every row says pass,
 fail or skip with the reason; the JSON report holds the same. Exit 1 when a check that ran failed
 (or, with --require-gpu, when a TensorRT check could not run).
 """
 
+import itertools
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import psutil
@@ -21,8 +23,10 @@ from edge_agent.agent import open_backend
 from edge_agent.backends import available_backends
 from edge_agent.config import AgentConfig
 from edge_agent.config_loader import load_config
+from edge_agent.engine.calibration import ImageSet, list_images, validation_set
 from edge_agent.errors import EdgeAgentError
 from edge_agent.preprocess import Preprocessor
+from edge_agent.sources.config import FolderSourceConfig
 from edge_agent.synthetic import SyntheticGenerator
 
 GOLDEN_SEED = 4242
@@ -43,12 +47,12 @@ VARIANTS = [Variant("tensorrt", "fp16"), Variant("tensorrt", "int8"),
 def run_selftest(config_path: Optional[str], frames: int, iterations: int, iou_floor: float,
                  require_gpu: bool = False) -> Dict[str, Any]:
     reference_config = _config(config_path, "onnxruntime", "fp32")
-    golden = [SyntheticGenerator(seed=GOLDEN_SEED).sample(i).image for i in range(frames)]
+    golden, described = golden_frames(reference_config, frames)
     rows: List[Dict[str, Any]] = []
     reference_row, reference = _measure(reference_config, golden, iterations, None, iou_floor)
     rows.append(reference_row)
     if reference is None:
-        return _report(rows, require_gpu)
+        return _report(rows, require_gpu, described)
     available = {name: (ok, reason) for name, ok, reason in available_backends()}
     for variant in VARIANTS:
         ok, reason = available.get(variant.backend, (False, "backend not registered"))
@@ -62,7 +66,23 @@ def run_selftest(config_path: Optional[str], frames: int, iterations: int, iou_f
             continue
         row, _ = _measure(config, golden, iterations, reference, iou_floor)
         rows.append(row)
-    return _report(rows, require_gpu)
+    return _report(rows, require_gpu, described)
+
+
+def golden_frames(config: AgentConfig, count: int) -> Tuple[List[np.ndarray], str]:
+    """Up to `count` frames to compare precisions on, and where they come from: the images of the
+    configured folder sources, else the gate's validation images (engine.gate.validation_folder or
+    the calibration folder's held-out images), else synthetic parts."""
+    for source in config.sources:
+        if isinstance(source, FolderSourceConfig):
+            files = list_images(source.path, "sources[{}] ({})".format(source.name, source.type))
+            images = ImageSet("folder source {} ({})".format(source.name, source.path), files=tuple(files[:count]))
+            return list(images.frames()), images.description
+    if config.engine.gate.validation_folder is not None or config.engine.calibration.folder is not None:
+        images = validation_set(config)
+        return list(itertools.islice(images.frames(), count)), images.description
+    generator = SyntheticGenerator(seed=GOLDEN_SEED)
+    return [generator.sample(i).image for i in range(count)], "synthetic parts (seed {})".format(GOLDEN_SEED)
 
 
 def _config(path: Optional[str], backend: str, precision: str) -> AgentConfig:
@@ -167,12 +187,12 @@ def _agreement(config: AgentConfig, reference: List[np.ndarray], outputs: List[n
     return (1.0 if union == 0 else intersection / union), drift
 
 
-def _report(rows: List[Dict[str, Any]], require_gpu: bool) -> Dict[str, Any]:
+def _report(rows: List[Dict[str, Any]], require_gpu: bool, golden: str) -> Dict[str, Any]:
     failed = [r for r in rows if r["status"] == FAIL]
     not_run = [r for r in rows if r["status"] == SKIP]
     gpu_missing = require_gpu and any(r["backend"] == "tensorrt" for r in not_run)
     return {"version": __version__, "ok": not failed and not gpu_missing and rows[0]["status"] == PASS,
-            "reference": "onnxruntime fp32", "golden_seed": GOLDEN_SEED, "rows": rows,
+            "reference": "onnxruntime fp32", "images": golden, "rows": rows,
             "not_run": ["{} {}: {}".format(r["backend"], r["precision"], r["reason"]) for r in not_run]}
 
 
@@ -191,6 +211,7 @@ def format_table(report: Dict[str, Any]) -> str:
         if r["reason"]:
             lines.append("{:<24}{}".format("", r["reason"]))
     lines.append("")
+    lines.append("compared on: {}".format(report["images"]))
     lines.append("RESULT: {}".format("PASS" if report["ok"] else "FAIL"))
     for entry in report["not_run"]:
         lines.append("could not run: " + entry)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need and runs them: the README's test command, also run by CI.
 #   - mosquitto (the real MQTT broker the telemetry tests start) from the distribution's packages
+#   - chromium (headless: the report page is rendered and screenshotted in tests)
 #   - prometheus (scrapes the agent), nodejs + npm (Node-RED, installed once into .cache/node-red)
 #   - systemd's systemd-analyze (tests/service verifies systemd/edge-agent.service with it)
 #   - a virtual environment in .venv with edge-agent and its dev extra from PyPI
@@ -26,6 +27,10 @@ fi
 if ! command -v openssl >/dev/null 2>&1; then
     echo "== installing openssl (the MQTT TLS tests make a test CA with it)"
     apt_install openssl
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "== installing chromium (Debian package): tests open edge-agent report's page in a headless browser"
+    apt_install chromium
 fi
 if ! command -v prometheus >/dev/null 2>&1; then
     echo "== installing prometheus (Debian package; tests/telemetry scrape the agent with a real server)"

@@ -5,13 +5,13 @@ Checks never raise: a check that breaks reports itself as a failure with the rea
 report is always complete.
 """
 
-import json
 import logging
 from typing import Callable, List, Optional
 
 from edge_agent import __version__
 from edge_agent.check.result import FAIL, INFO, PASS, WARN, CheckResult
 from edge_agent.errors import ConfigError
+from edge_agent.json_stdout import print_document
 
 __all__ = ["CheckResult", "FAIL", "INFO", "PASS", "WARN", "collect", "run_checks"]
 
@@ -22,9 +22,9 @@ def run_checks(config_path: Optional[str], as_json: bool = False) -> int:
     results = collect(config_path)
     failed = any(r.status == FAIL for r in results)
     if as_json:
-        print(json.dumps({"version": __version__, "ok": not failed,
-                          "counts": {s: sum(r.status == s for r in results) for s in (PASS, WARN, FAIL, INFO)},
-                          "checks": [r.as_dict() for r in results]}))
+        print_document({"version": __version__, "ok": not failed,
+                        "counts": {s: sum(r.status == s for r in results) for s in (PASS, WARN, FAIL, INFO)},
+                        "checks": [r.as_dict() for r in results]})
     else:
         for r in results:
             print("{:<5} {:<16} {}".format(r.status.upper(), r.name, r.detail))

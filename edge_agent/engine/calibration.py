@@ -103,43 +103,58 @@ def _evenly(files: List[Path], count: int) -> List[Path]:
     return [files[int(i * step)] for i in range(count)]
 
 
-def image_sets(config: AgentConfig) -> Tuple[ImageSet, ImageSet]:
-    """(calibration, validation) for the configured model; raises EngineError with the fix."""
+def validation_set(config: AgentConfig) -> ImageSet:
+    """The gate's held-out images: engine.gate.validation_folder, else every n-th image of the calibration
+    folder (kept out of calibration), else the demo's synthetic generator. Its description says which."""
+    calibration = config.engine.calibration
+    gate = config.engine.gate
+    if gate.validation_folder is not None:
+        return ImageSet(str(gate.validation_folder), files=tuple(
+            _evenly(list_images(gate.validation_folder, "engine.gate.validation"), gate.validation_images)))
+    if calibration.folder is not None:
+        files = list_images(calibration.folder, "engine.calibration")
+        held = _held_out(files, gate.validation_images)
+        return ImageSet("{} (every {}th image, held out from calibration)".format(
+            calibration.folder, _hold_out_step(files, gate.validation_images)), files=tuple(held))
+    demo = config.model.path.resolve() == DEMO_MODEL.resolve()
+    return ImageSet("demo synthetic validation set (seed {}){}".format(
+        DEMO_VALIDATION_SEED, "" if demo else ": neither engine.gate.validation_folder nor "
+        "engine.calibration.folder is set, so synthetic parts stand in for your images"),
+        synthetic_seed=DEMO_VALIDATION_SEED, synthetic_count=gate.validation_images)
+
+
+def calibration_set(config: AgentConfig) -> ImageSet:
+    """The INT8 calibration images (never one the gate validates on); raises EngineError with the fix."""
     calibration = config.engine.calibration
     gate = config.engine.gate
     if calibration.folder is None:
         if config.model.path.resolve() != DEMO_MODEL.resolve():
             raise EngineError(
                 "engine.calibration.folder is not set: INT8 needs 100-500 representative images of your parts. "
-                "Collect them as calibration/README.md explains and set engine.calibration.folder.")
-        cal = ImageSet("demo synthetic set (seed {})".format(DEMO_CALIBRATION_SEED),
-                       synthetic_seed=DEMO_CALIBRATION_SEED, synthetic_count=calibration.min_images)
-        files: List[Path] = []
-    else:
-        files = list_images(calibration.folder, "engine.calibration")
-        cal = ImageSet(str(calibration.folder))
-    if gate.validation_folder is not None:
-        validation = ImageSet(str(gate.validation_folder), files=tuple(
-            _evenly(list_images(gate.validation_folder, "engine.gate.validation"), gate.validation_images)))
-    elif calibration.folder is None:
-        validation = ImageSet("demo synthetic validation set (seed {})".format(DEMO_VALIDATION_SEED),
-                              synthetic_seed=DEMO_VALIDATION_SEED, synthetic_count=gate.validation_images)
-    else:
-        # hold out every n-th image so that the gate never sees an image calibration saw
-        every = max(2, len(files) // gate.validation_images) if len(files) >= 2 else 0
-        held = files[every - 1::every][:gate.validation_images] if every else []
-        validation = ImageSet("{} (every {}th image, held out)".format(calibration.folder, every), files=tuple(held))
-        held_out = set(held)
-        files = [f for f in files if f not in held_out]
-    if calibration.folder is not None:
-        if len(files) < calibration.min_images:
-            raise EngineError(
-                "engine.calibration.folder {} has {} usable image(s) after holding out {} for validation; at "
-                "least engine.calibration.min_images = {} are needed. Add images (100-500 representative "
-                "parts, see calibration/README.md) or set engine.gate.validation_folder.".format(
-                    calibration.folder, len(files), validation.size, calibration.min_images))
-        cal = cal._replace(files=tuple(_evenly(files, calibration.max_images)))
-    return cal, validation
+                "Collect them as calibration/README.md explains and set engine.calibration.folder (FP16 and "
+                "FP32 need no calibration images).")
+        return ImageSet("demo synthetic set (seed {})".format(DEMO_CALIBRATION_SEED),
+                        synthetic_seed=DEMO_CALIBRATION_SEED, synthetic_count=calibration.min_images)
+    files = list_images(calibration.folder, "engine.calibration")
+    held = set() if gate.validation_folder is not None else set(_held_out(files, gate.validation_images))
+    files = [f for f in files if f not in held]
+    if len(files) < calibration.min_images:
+        raise EngineError(
+            "engine.calibration.folder {} has {} usable image(s) after holding out {} for validation; at "
+            "least engine.calibration.min_images = {} are needed. Add images (100-500 representative "
+            "parts, see calibration/README.md) or set engine.gate.validation_folder.".format(
+                calibration.folder, len(files), len(held), calibration.min_images))
+    return ImageSet(str(calibration.folder), files=tuple(_evenly(files, calibration.max_images)))
+
+
+def _hold_out_step(files: List[Path], wanted: int) -> int:
+    return max(2, len(files) // wanted) if len(files) >= 2 else 0
+
+
+def _held_out(files: List[Path], wanted: int) -> List[Path]:
+    """Every n-th image for the gate, so that the gate never sees an image calibration saw."""
+    every = _hold_out_step(files, wanted)
+    return files[every - 1::every][:wanted] if every else []
 
 
 def write_demo_sets(folder: Path, calibration_count: int = 100, validation_count: int = 32) -> None:

@@ -15,9 +15,10 @@ from edge_agent.config import AgentConfig
 from edge_agent.engine import Progress
 from edge_agent.engine import gate as gates
 from edge_agent.engine.cache import CacheEntry, EngineCache, file_sha256, fingerprint
-from edge_agent.engine.calibration import ImageSet, image_sets
+from edge_agent.engine.calibration import ImageSet, calibration_set, validation_set
 from edge_agent.engine.isolation import run_isolated
 from edge_agent.engine.onnx_variants import check_model
+from edge_agent.engine.progress import ProgressLog
 from edge_agent.engine.report import BuildReport
 from edge_agent.errors import EngineError
 from edge_agent.paths import cache_dir
@@ -26,19 +27,16 @@ log = logging.getLogger(__name__)
 FALLBACK = {"int8": ["int8", "fp16", "fp32"], "fp16": ["fp16", "fp32"], "fp32": ["fp32"]}
 
 
-def _log_progress(text: str, fraction: Optional[float]) -> None:
-    log.info("%s%s", text, "" if fraction is None else " ({:.0%})".format(fraction))
-
-
 class Preparation:
     def __init__(self, config: AgentConfig, progress: Optional[Progress] = None, force: bool = False) -> None:
         self.config = config
-        self.progress = progress or _log_progress
+        self.progress = progress or ProgressLog()
         self.force = force
         self.source = config.model.path
         self.stem = self.source.stem
         self.cache = EngineCache(cache_dir(config), config.engine.cache.keep_last)
-        self._sets: Optional[Tuple[ImageSet, ImageSet]] = None
+        self._calibration: Optional[ImageSet] = None
+        self._validation: Optional[ImageSet] = None
         self._onnx_sha: Optional[str] = None
         self._trt: Any = None
 
@@ -85,9 +83,11 @@ class Preparation:
         fields: Dict[str, Any] = {"artifact": "onnx-variant", "onnx_sha256": self.onnx_sha256(),
                                   "precision": precision}
         if precision == "int8":
-            calibration, _ = self.image_sets()
-            fields.update(calibration=calibration.digest(), method=self.config.engine.calibration.method,
-                          preprocessing=self.config.model.input.model_dump(mode="json"))
+            # the INT8 recipe follows the backend that serves it (TensorRT: signed symmetric Q/DQ;
+            # ONNX Runtime: U8S8 in the format measured fastest here)
+            recipe = self.config.backend.type
+            fields.update(calibration=self.calibration_set().digest(), method=self.config.engine.calibration.method,
+                          preprocessing=self.config.model.input.model_dump(mode="json"), recipe=recipe)
         key = fingerprint(fields)
         entry = None if self.force else self.cache.load(self.stem, precision, key, ".onnx")
         if entry is not None and entry.manifest.get("artifact_sha256"):
@@ -95,7 +95,7 @@ class Preparation:
         target = "produce_int8" if precision == "int8" else "produce_fp16"
         kwargs: Dict[str, Any] = {"source": str(self.source)}
         if precision == "int8":
-            kwargs["config"] = self.config.model_dump(mode="json")
+            kwargs.update(config=self.config.model_dump(mode="json"), recipe=recipe)
         details: Dict[str, Any] = {}
 
         def produce(temp: Path) -> None:
@@ -111,7 +111,7 @@ class Preparation:
         gate = self.config.engine.gate
         if not gate.enabled:
             return gates.skipped("engine.gate.enabled is false", prepared.precision), entry
-        _, validation = self.image_sets()
+        validation = self.validation_set()
         settings = fingerprint({"validation": validation.digest(), "floor": gate.iou_floor,
                                 "drift": gate.max_probability_drift,
                                 "model": self.config.model.model_dump(mode="json")})
@@ -134,10 +134,15 @@ class Preparation:
             self._onnx_sha = file_sha256(self.source)
         return self._onnx_sha
 
-    def image_sets(self) -> Tuple[ImageSet, ImageSet]:
-        if self._sets is None:
-            self._sets = image_sets(self.config)
-        return self._sets
+    def calibration_set(self) -> ImageSet:
+        if self._calibration is None:
+            self._calibration = calibration_set(self.config)
+        return self._calibration
+
+    def validation_set(self) -> ImageSet:
+        if self._validation is None:
+            self._validation = validation_set(self.config)
+        return self._validation
 
     def _prune(self, serving: Path) -> None:
         try:

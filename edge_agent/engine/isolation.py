@@ -8,10 +8,13 @@ writes only to the temporary path it is given; the cache deletes that file on an
 """
 
 import importlib
+import io
 import logging
 import multiprocessing
+import os
 import queue
 import signal
+import sys
 import time
 from typing import Any, Callable, Dict, Optional
 
@@ -105,9 +108,24 @@ def _exit_cause(code: Optional[int]) -> str:
     return "exited with status {} without a result".format(code)
 
 
+class _LogWriter(io.TextIOBase):
+    """sys.stdout of the child: what a library prints ("Collecting tensor data ...") becomes debug log
+    lines, so stdout stays the parent's (one JSON document with --json)."""
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                logging.getLogger("edge_agent.engine.library").debug("%s", line.rstrip())
+        return len(text)
+
+
 def _child_main(target: str, kwargs: Dict[str, Any], messages: Any, level: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s[build]: %(message)s")
     module_name, function_name = target.split(":")
+    # native libraries (TensorRT's builder) write to descriptor 1 directly: point it at stderr (the log)
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    sys.stdout = _LogWriter()
 
     def report(text: str, fraction: Optional[float] = None) -> None:
         messages.put(("progress", text, fraction))

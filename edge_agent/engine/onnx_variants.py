@@ -1,10 +1,11 @@
-"""ONNX preparation on the CPU: model checks, the FP16 variant and the INT8 Q/DQ variant.
+"""ONNX preparation on the CPU: model checks, the FP16 variant and the INT8 variants.
 
 FP16 keeps inputs and outputs FP32 (the pipeline feeds float32) and casts the rest, for
-TensorRT 11 (strongly typed) and ONNX Runtime. INT8 is ONNX Runtime's static quantization with
-the settings TensorRT accepts: Q/DQ format, symmetric signed INT8 activations and weights (zero
-points 0), per-channel weights, FP32 biases, and only Conv/MatMul/Gemm quantized, since badly
-placed Q/DQ pairs can make INT8 slower than FP16.
+TensorRT 11 (strongly typed) and ONNX Runtime. INT8 follows the backend that serves it (the
+`recipe`): for TensorRT, ONNX Runtime's static quantization with the settings TensorRT accepts:
+Q/DQ format, symmetric signed INT8 activations and weights (zero points 0), per-channel weights,
+FP32 biases, and only Conv/MatMul/Gemm quantized, since badly placed Q/DQ pairs can make INT8
+slower than FP16 there. For ONNX Runtime on the CPU, the U8S8 recipe of `ort_int8`.
 """
 
 from pathlib import Path
@@ -17,6 +18,9 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from edge_agent.errors import EngineError, ModelError
 
 QUANTIZED_OP_TYPES = ["Conv", "MatMul", "Gemm"]
+INT8_RECIPES = ("tensorrt", "onnxruntime")  # the backend that serves the INT8 model
+CALIBRATION_METHODS = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
+                       "minmax": CalibrationMethod.MinMax}
 # Domains whose operators ONNX Runtime and TensorRT's ONNX parser implement; anything else is a custom op
 _STANDARD_DOMAINS = ("", "ai.onnx")
 
@@ -70,7 +74,7 @@ def write_fp16(source: Path, target: Path) -> None:
     onnx.save(converted, str(target))
 
 
-class _Reader(CalibrationDataReader):
+class CountingReader(CalibrationDataReader):
     """Feeds preprocessed batches to the calibrator, counting them for progress."""
 
     def __init__(self, input_name: str, batches: Iterator[np.ndarray], on_batch: Callable[[int], None]) -> None:
@@ -93,32 +97,35 @@ class _Reader(CalibrationDataReader):
 
 def write_int8(source: Path, target: Path, input_name: Optional[str], batches: Iterator[np.ndarray],
                method: str, on_batch: Callable[[int], None] = lambda n: None) -> int:
-    """Static Q/DQ quantization calibrated on `batches`; returns the number of images used."""
+    """TensorRT's static Q/DQ quantization calibrated on `batches`; returns the number of images used."""
     model = load_model(source)
     name = input_name or model.graph.input[0].name
-    methods = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
-               "minmax": CalibrationMethod.MinMax}
     opset = next((o.version for o in model.opset_import if o.domain in _STANDARD_DOMAINS), 0)
     if opset < 13:
         raise ModelError("{} has opset {}; per-channel INT8 for TensorRT needs opset 13 or newer. Re-export the "
                          "model with opset >= 13.".format(source, opset))
-    reader = _Reader(name, batches, on_batch)
+    reader = CountingReader(name, batches, on_batch)
     extra: Dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
     try:
         quantize_static(str(source), str(target), reader, quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        op_types_to_quantize=QUANTIZED_OP_TYPES, calibrate_method=methods[method],
+                        op_types_to_quantize=QUANTIZED_OP_TYPES, calibrate_method=CALIBRATION_METHODS[method],
                         extra_options=extra)
     except EngineError:
         raise
     except Exception as exc:  # quantize_static raises ValueError/RuntimeError/ORT errors
-        raise EngineError("INT8 quantization of {} failed: {}: {}".format(
-            source, type(exc).__name__, _first_line(exc))) from None
+        raise quantization_error(source, exc) from None
     if reader.count == 0:
         raise EngineError("INT8 quantization of {} saw no calibration image.".format(source))
     return reader.count
+
+
+def quantization_error(source: Path, exc: BaseException) -> EngineError:
+    if isinstance(exc, EngineError):
+        return exc
+    return EngineError("INT8 quantization of {} failed: {}: {}".format(source, type(exc).__name__, _first_line(exc)))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -135,14 +142,23 @@ def produce_fp16(report: Callable[[str, Optional[float]], None], source: str, ta
 
 
 def produce_int8(report: Callable[[str, Optional[float]], None], source: str, target: str,
-                 config: Dict[str, Any]) -> Dict[str, Any]:
+                 config: Dict[str, Any], recipe: str = "tensorrt") -> Dict[str, Any]:
     from edge_agent.config import AgentConfig
-    from edge_agent.engine.calibration import image_sets
+    from edge_agent.engine.calibration import calibration_set
 
     agent = AgentConfig.model_validate(config)
-    calibration, _ = image_sets(agent)
+    calibration = calibration_set(agent)
     total = calibration.size
     method = agent.engine.calibration.method
+    if recipe == "onnxruntime":
+        from edge_agent.engine.ort_int8 import write_int8_for_cpu
+
+        model = load_model(Path(source))
+        name = agent.model.input.name or model.graph.input[0].name
+        details = write_int8_for_cpu(Path(source), Path(target), name,
+                                     lambda: calibration.tensors(agent.model.input), total, method,
+                                     getattr(agent.backend, "threads", 0), report)
+        return dict(details, calibration_set=calibration.description)
 
     def on_batch(count: int) -> None:
         report("INT8 calibration ({}): image {}/{}".format(method, count, total), 0.9 * count / total)
@@ -150,4 +166,5 @@ def produce_int8(report: Callable[[str, Optional[float]], None], source: str, ta
     used = write_int8(Path(source), Path(target), agent.model.input.name, calibration.tensors(agent.model.input),
                       method, on_batch)
     report("INT8 calibration: computing ranges and writing the Q/DQ model", 0.95)
-    return {"calibration_images": used, "calibration_set": calibration.description}
+    return {"int8_recipe": "tensorrt-s8s8-symmetric", "quant_format": "QDQ", "calibration_images": used,
+            "calibration_set": calibration.description}

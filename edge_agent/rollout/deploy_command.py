@@ -6,7 +6,6 @@ MQTT rollout; with no agent running, it is applied at the next start. The comman
 state the agent reports until the rollout is active (exit 0), rejected or rolled back (exit 1).
 """
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -14,6 +13,7 @@ from typing import Any, Dict, Optional
 from edge_agent.config import AgentConfig
 from edge_agent.engine.cache import file_sha256, write_json_atomic
 from edge_agent.errors import EdgeAgentError
+from edge_agent.json_stdout import print_document
 from edge_agent.rollout.request import DeploymentRequest, RequestError
 from edge_agent.rollout.store import TERMINAL, RolloutStore
 
@@ -67,7 +67,10 @@ def _follow(store: RolloutStore, rollout_id: str, timeout_s: float, pickup_s: fl
         current = store.report
         if current and current.get("rollout_id") == rollout_id and current != last:
             last = current
-            print(json.dumps(current) if as_json else describe(current), flush=True)
+            if as_json:  # stdout is reserved for the JSON documents (edge_agent.json_stdout)
+                print_document(current)
+            else:
+                print(describe(current), flush=True)
             if current["state"] in TERMINAL:
                 return 0 if current["state"] == "active" else 1
         if last is None and time.monotonic() - started > pickup_s:

@@ -1,10 +1,10 @@
 """`edge-agent status`: which model this board serves and where its last rollout stands."""
 
-import json
 from typing import Any, Dict
 
 from edge_agent.config import AgentConfig
 from edge_agent.engine.cache import file_sha256
+from edge_agent.json_stdout import print_document
 from edge_agent.rollout.deploy_command import describe
 from edge_agent.rollout.store import RolloutStore
 
@@ -26,7 +26,7 @@ def show_status(config: AgentConfig, as_json: bool = False) -> int:
         "state_file": str(store.state_path),
     }
     if as_json:
-        print(json.dumps(status))
+        print_document(status)
         return 0
     serving = status["serving"]
     origin = "rolled out as {}".format(serving.get("rollout_id")) if active else "from the config"

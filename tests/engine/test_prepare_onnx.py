@@ -13,21 +13,44 @@ from edge_agent.engine import prepare, prepare_model
 from edge_agent.errors import EngineError, ModelError
 
 
-def test_int8_is_a_qdq_model_that_passes_the_gate_and_is_cached(engine_config):
+def _zero_points(path):
+    model = onnx.load(str(path))
+    return [onnx.numpy_helper.to_array(i) for i in model.graph.initializer if "zero_point" in i.name]
+
+
+def test_int8_for_onnxruntime_is_u8s8_in_the_measured_format_gated_and_cached(engine_config):
     config = engine_config()
     first = prepare(config, precision="int8")
     assert first.cache == "built" and first.prepared.precision == "int8"
+    manifest = json.loads(first.prepared.path.with_name(first.prepared.path.name + ".json").read_text())
+    build = manifest["build"]
+    assert build["int8_recipe"] == "onnxruntime-u8s8" and manifest["fields"]["recipe"] == "onnxruntime"
+    timings = build["format_latency_ms"]
+    assert set(timings) == {"QDQ", "QOperator"} and all(t > 0 for t in timings.values())
+    assert build["quant_format"] == min(timings, key=timings.get)  # the faster one serves
     ops = {n.op_type for n in onnx.load(str(first.prepared.path)).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    qdq = onnx.load(str(first.prepared.path))
-    zero_points = [i for i in qdq.graph.initializer if "zero_point" in i.name]
-    assert zero_points and all(not onnx.numpy_helper.to_array(z).any() for z in zero_points)  # symmetric
+    assert ("QLinearConv" in ops) == (build["quant_format"] == "QOperator")
+    dtypes = {z.dtype for z in _zero_points(first.prepared.path)}
+    assert {np.dtype(np.uint8), np.dtype(np.int8)} <= dtypes  # unsigned activations, signed weights
     report = first.as_dict()
     assert report["gate"]["passed"] and 0.5 <= report["gate"]["iou_agreement"] <= 1.0
-    manifest = json.loads(first.prepared.path.with_name(first.prepared.path.name + ".json").read_text())
     assert manifest["gate"]["iou_agreement"] == report["gate"]["iou_agreement"]
     second = prepare(config, precision="int8")
     assert second.cache == "hit" and second.prepared.path == first.prepared.path
+
+
+def test_int8_for_tensorrt_is_signed_symmetric_qdq(engine_config, tmp_path):
+    from edge_agent.engine.onnx_variants import produce_int8
+
+    config = engine_config()
+    target = tmp_path / "trt-int8.onnx"
+    details = produce_int8(lambda text, fraction: None, str(config.model.path), str(target),
+                           config.model_dump(mode="json"), recipe="tensorrt")
+    assert details["int8_recipe"] == "tensorrt-s8s8-symmetric"
+    ops = {n.op_type for n in onnx.load(str(target)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "QLinearConv" not in ops
+    zero_points = _zero_points(target)
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)  # symmetric
 
 
 def test_fp16_variant_keeps_float32_io_and_serves(engine_config):
@@ -163,9 +186,25 @@ def test_non_demo_model_without_calibration_folder(engine_config):
 
 
 def test_validation_is_held_out_from_calibration(engine_config, image_sets):
-    from edge_agent.engine.calibration import image_sets as sets
+    from edge_agent.engine.calibration import calibration_set, validation_set
 
     config = engine_config(gate={"validation_folder": None, "validation_images": 4}, calibration={"min_images": 10})
-    calibration, validation = sets(config)
+    calibration, validation = calibration_set(config), validation_set(config)
     assert validation.size == 4 and not set(calibration.files) & set(validation.files)
     assert np.all([p.exists() for p in calibration.files])
+
+
+def test_fp16_needs_no_calibration_images_and_the_gate_says_what_it_validated_on(engine_config):
+    config = engine_config(calibration={"folder": None}, gate={"validation_folder": None, "validation_images": 4})
+    report = prepare(config, precision="fp16").as_dict()
+    assert report["precision_served"] == "fp16" and report["gate"]["passed"]
+    assert "synthetic parts stand in for your images" in report["gate"]["validation_set"]
+    with pytest.raises(EngineError, match="FP16 and FP32 need no calibration images"):
+        prepare(config, precision="int8")
+
+
+def test_the_gate_validates_on_the_calibration_folder_when_no_validation_folder_is_set(engine_config, image_sets):
+    config = engine_config(gate={"validation_folder": None, "validation_images": 4}, calibration={"min_images": 10})
+    gate = prepare(config, precision="fp16").as_dict()["gate"]
+    assert gate["images"] == 4 and "held out from calibration" in gate["validation_set"]
+    assert str(image_sets / "calibration") in gate["validation_set"]

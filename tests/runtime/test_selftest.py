@@ -38,6 +38,7 @@ def test_selftest_runs_the_cpu_parts_and_names_what_it_could_not_run(tmp_path, d
     assert (reference["backend"], reference["precision"], reference["status"]) == ("onnxruntime", "fp32", "pass")
     assert reference["fps"] > 0 and reference["latency_ms_p99"] >= reference["latency_ms_p50"] > 0
     assert reference["allocations_after_warmup"] == 0 and reference["memory_planned_mb"] > 0
+    assert "calibration" in report["images"] and "held out" in report["images"]  # the configured images
     rows = {(r["backend"], r["precision"]): r for r in report["rows"]}
     assert set(rows) >= {("tensorrt", "fp16"), ("tensorrt", "int8")}
     for precision in ("fp16", "int8"):  # prepared by the engine, compared with FP32 on the golden frames
@@ -72,3 +73,11 @@ def test_agreement_of_identical_empty_masks_is_perfect(tmp_path, dark_model, wri
     config = load_config(_config_file(write_config, dark_model))
     no_defect = np.stack([np.full((64, 64), 5.0), np.full((64, 64), -5.0)]).astype(np.float32)
     assert selftest._agreement(config, [no_defect], [no_defect]) == (1.0, 0.0)
+
+
+def test_selftest_compares_on_the_folder_sources_images(tmp_path, dark_model, write_config):
+    folder = write_images(tmp_path / "parts", cv2, count=3)
+    config = load_config(_config_file(write_config, dark_model), {"sources": [
+        {"type": "folder", "name": "parts", "path": str(folder)}]})
+    frames, described = selftest.golden_frames(config, 16)
+    assert len(frames) == 3 and frames[0].shape == (96, 128, 3) and str(folder) in described
