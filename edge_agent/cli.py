@@ -43,6 +43,11 @@ def _positive_float(text: str) -> float:
     return value
 
 
+VIEW_HELP = ("serve the live view (latest frames with overlays, fps, latency, health, verdicts, save-as-calibration "
+             "button) on HOST:PORT, e.g. 127.0.0.1:8090 (port 0 picks a free one; the URL is logged); overrides "
+             "view.listen. A non-loopback host needs view.token")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-agent", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true",
                       help="print one JSON summary on stdout at the end (frames, fps, latency_ms_p50/p95/p99, "
                            "defects, mask_iou, rss_mb, backend, precision) instead of the live line")
+    demo.add_argument("--view", metavar="HOST:PORT", help=VIEW_HELP)
     demo.set_defaults(func=cmd_demo)
 
     run = commands.add_parser(
@@ -75,7 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
                     "service starts; it speaks systemd's notify protocol when $NOTIFY_SOCKET is set.")
     run.add_argument("--config", metavar="FILE", required=True, help="YAML config (e.g. /etc/edge-agent/config.yaml)")
     run.add_argument("--prometheus", metavar="HOST:PORT", help=PROMETHEUS_HELP)
+    run.add_argument("--view", metavar="HOST:PORT", help=VIEW_HELP)
     run.set_defaults(func=cmd_run)
+
+    inspect = commands.add_parser(
+        "inspect", help="run the configured model over image files or a video; per-image results",
+        description="Run the configured model (after the same model checks as `check`) over every image of a "
+                    "folder or every frame of a video, and write OUT/results.jsonl: one line per image with file, "
+                    "width, height, verdict (OK/NG), defects, latency_ms and regions (class, area_px, bbox [x, y, "
+                    "w, h] in image pixels, score_max, score_mean). --overlays also writes OUT/overlays/<file>.jpg "
+                    "(mask tint, boxes, class and score). Ends with a summary and the sanity watch's warnings "
+                    "(e.g. nothing found at all: check the normalization). Needs no broker.")
+    inspect.add_argument("--config", metavar="FILE", required=True, help="YAML config describing the model")
+    what = inspect.add_mutually_exclusive_group(required=True)
+    what.add_argument("--images", metavar="DIR", help="folder of images (png, jpg, jpeg, bmp, tif, tiff)")
+    what.add_argument("--video", metavar="FILE", help="video file (every frame is inspected)")
+    inspect.add_argument("--out", metavar="DIR", default="inspect-out", help="output folder (inspect-out)")
+    inspect.add_argument("--overlays", action="store_true", help="also write an annotated copy of each image")
+    inspect.add_argument("--json", action="store_true",
+                         help="print the summary as one JSON object (images, ng, ok, defects, seconds, "
+                              "latency_ms_mean, results, overlays, warnings)")
+    inspect.set_defaults(func=cmd_inspect)
 
     check = commands.add_parser(
         "check", help="validate a config and report the environment",
@@ -234,24 +260,32 @@ def _load(path: Optional[str], overrides: Optional[Dict[str, Any]] = None) -> An
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge_agent.agent import running_pipeline
+    from edge_agent.local_sinks import open_local_sinks
     from edge_agent.metrics import Registry
     from edge_agent.rollout.session import effective_config, rollout_session
     from edge_agent.status import StatusLine, summary
     from edge_agent.telemetry import open_telemetry, pipeline_facts
     from edge_agent.telemetry.prometheus import open_prometheus
+    from edge_agent.view.state import ViewState, pipeline_health
 
-    base = _load(args.config, dict(_mqtt_override(args.mqtt) or {}, **_prometheus_override(args.prometheus)))
+    base = _load(args.config, _merge(_mqtt_override(args.mqtt), _prometheus_override(args.prometheus),
+                                     _view_override(args.view)))
     config = effective_config(base)
     registry = Registry()
     stop = threading.Event()
+    holder: Dict[str, Any] = {}
     # SIGTERM (systemd, docker stop, kill) ends the demo like Ctrl-C and like `run`: the frame loop
     # finishes its batch and telemetry publishes "stopped", not the broker's "offline" Last Will.
     previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     exporter = open_prometheus(config, registry)
-    telemetry = open_telemetry(config, registry)
+    local = open_local_sinks(config, registry, ViewState(registry, config.device.id, lambda: pipeline_health(
+        holder.get("pipeline"), "running")))
+    telemetry = None
     try:
-        with running_pipeline(config, registry, [telemetry] if telemetry else []) as pipeline, \
+        telemetry = open_telemetry(config, registry)
+        with running_pipeline(config, registry, local.ordered(telemetry)) as pipeline, \
                 rollout_session(base, config, pipeline, telemetry):
+            holder["pipeline"] = pipeline
             if telemetry is not None:
                 telemetry.update_facts(pipeline_facts(config, pipeline))
             started = time.monotonic()
@@ -269,6 +303,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
         if telemetry is not None:
             telemetry.close()
+        local.close()
         if exporter is not None:
             exporter.close()
     if args.json:
@@ -302,10 +337,22 @@ def _mqtt_override(value: Optional[str]) -> Optional[Dict[str, Any]]:
     return {"mqtt": {"enabled": True, "host": host, "port": int(port)}}
 
 
+def _view_override(value: Optional[str]) -> Optional[Dict[str, Any]]:
+    """`--view HOST:PORT` as a config override."""
+    return None if value is None else {"view": {"listen": value}}
+
+
+def _merge(*overrides: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    merged: Dict[str, Any] = {}
+    for override in overrides:
+        merged.update(override or {})
+    return merged or None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.service import run_daemon
 
-    config = _load(args.config, _prometheus_override(args.prometheus) or None)
+    config = _load(args.config, _merge(_prometheus_override(args.prometheus), _view_override(args.view)))
     if args.log_level is None:
         _setup_logging(config.logging.level)
     return run_daemon(config, args.config)
@@ -313,6 +360,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _prometheus_override(value: Optional[str]) -> Dict[str, Any]:
     return {"prometheus": {"listen": value}} if value else {}
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from edge_agent.inspect_command import run_inspect
+
+    return run_inspect(args)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

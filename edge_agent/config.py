@@ -13,9 +13,11 @@ from typing_extensions import Annotated
 from edge_agent.backends.onnxruntime import OnnxRuntimeConfig
 from edge_agent.engine.config import EngineConfig, TensorRTConfig
 from edge_agent.ids import NAME_MAX_LENGTH, NAME_PATTERN
+from edge_agent.inspection_config import EvidenceConfig, SanityConfig, SinksConfig
 from edge_agent.rollout.config import RolloutConfig
 from edge_agent.sources.config import SourceConfig, SyntheticSourceConfig
 from edge_agent.telemetry.config import MqttConfig, PrometheusConfig, TelemetryConfig
+from edge_agent.view.config import ViewConfig
 
 DEMO_MODEL = Path(__file__).resolve().parent / "models" / "defect_unet.onnx"
 # the demo model's input normalization, from its model card (edge_agent/models/MODEL_CARD.md)
@@ -221,6 +223,10 @@ class AgentConfig(StrictModel):
     telemetry: TelemetryConfig = Field(TelemetryConfig(), description="What telemetry reports, whatever the transport.")
     prometheus: PrometheusConfig = Field(PrometheusConfig(), description="Prometheus /metrics (off by default).")
     paths: PathsConfig = Field(PathsConfig(), description="Where state and caches live.")
+    sinks: SinksConfig = Field(SinksConfig(), description="Local result sinks besides MQTT (the jsonl file).")
+    evidence: EvidenceConfig = Field(EvidenceConfig(), description="Saved NG frames with overlay and verdict.")
+    sanity: SanityConfig = Field(SanityConfig(), description="Warnings when the model's outputs look wrong.")
+    view: ViewConfig = Field(ViewConfig(), description="The technician's live view in a browser (off by default).")
     rollout: RolloutConfig = Field(RolloutConfig(), description="Model rollouts: download, build beside the "
                                                                 "serving model, gate, swap, rollback (docs/fleet.md).")
     logging: LoggingConfig = Field(LoggingConfig(), description="Logging.")

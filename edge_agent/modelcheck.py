@@ -21,7 +21,7 @@ FLOAT_TYPES = {"float32", "float16"}
 INTEGER_TYPES = {"int64", "int32", "uint8", "int8", "uint16", "int16"}
 # ops that move or copy values without computing them: looked through to find what made an output
 PASSTHROUGH_OPS = {"Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Resize", "Upsample",
-                   "DepthToSpace", "SpaceToDepth", "Slice", "Cast", "Pad", "Concat"}
+                   "DepthToSpace", "SpaceToDepth", "Slice", "Cast", "Pad", "Concat", "AveragePool", "MaxPool"}
 Dim = Union[int, str, None]
 
 

@@ -9,15 +9,16 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from edge_agent.backends.base import Backend
 from edge_agent.config import AgentConfig
 from edge_agent.metrics import Registry
-from edge_agent.postprocess import DefectRegion, Postprocessor
+from edge_agent.postprocess import DefectRegion, Postprocessor, mask_in_frame
 from edge_agent.preprocess import Geometry, Preprocessor
+from edge_agent.sanity import SanityWatch
 from edge_agent.sources import Frame, FrameBoard, SourceRunner
 
 log = logging.getLogger(__name__)
@@ -26,13 +27,24 @@ STAGES = ("preprocess", "infer", "postprocess", "sink")
 
 
 class InferenceResult(NamedTuple):
-    """One frame's outcome. `frame.image` is only valid during the sink call: copy what you keep."""
+    """One frame's outcome. `frame.image` and `defect_mask` are only valid during the sink call: copy
+    what you keep. `notes` lets an earlier sink tell later ones about this frame (the evidence store
+    names its file there for the MQTT event and the jsonl line)."""
 
     frame: Frame
     regions: List[DefectRegion]
     geometry: Geometry
     latency_ms: float  # capture to result
     batch_size: int
+    defect_mask: Optional[np.ndarray] = None  # 1 where a reported defect lies, at the output's resolution
+    mask_geometry: Optional[Geometry] = None  # frame <-> defect_mask pixels
+    notes: Optional[Dict[str, Any]] = None
+
+    def frame_mask(self) -> Optional[np.ndarray]:
+        """The defect mask at the frame's size (allocates: for sinks off the live path or sampled)."""
+        if self.defect_mask is None or self.mask_geometry is None:
+            return None
+        return mask_in_frame(self.defect_mask, self.mask_geometry)
 
 
 class _Batch:
@@ -55,7 +67,7 @@ class _Swap:
         self.backend = backend
         self.config = config
         # built here, on the caller's thread: a model that does not fit fails before the loop waits
-        self.preprocess = Preprocessor(config.model.input)
+        self.preprocess = Preprocessor(config.model.input, backend.input_buffer.dtype)
         self.postprocess = Postprocessor(config.model, backend.output_spec.shape[1:])
         self.done = threading.Event()
         self.old: Optional[Backend] = None
@@ -80,6 +92,8 @@ class Pipeline:
         self.sinks = list(sinks)
         self.preprocess = Preprocessor(config.model.input, backend.input_buffer.dtype)
         self.postprocess = Postprocessor(config.model, backend.output_spec.shape[1:])
+        self.sanity = SanityWatch(config.sanity, config.model, registry) if config.sanity.enabled else None
+        self._notes: Dict[str, Any] = {}  # one dict, cleared per frame
         names = [s.name for s in config.sources]
         settings = config.pipeline
         decoders = settings.decode_threads or max(1, (os.cpu_count() or 2) - 1)
@@ -216,6 +230,7 @@ class Pipeline:
         config, backend = request.config, request.backend
         request.old, self.backend = self.backend, backend
         self.config, self.preprocess, self.postprocess = config, request.preprocess, request.postprocess
+        self.sanity = SanityWatch(config.sanity, config.model, self.registry) if config.sanity.enabled else None
         for name in config.model.output.defect_classes:
             if name not in self._defects:
                 self._defects[name] = self.registry.counter("defects", **{"class": name})
@@ -262,11 +277,15 @@ class Pipeline:
             t3 = time.monotonic()
             geometry = batch.geometries[i]
             regions = self.postprocess(outputs[i], geometry)
+            if self.sanity is not None:
+                self.sanity.observe(outputs[i], regions, frame.image.shape[0] * frame.image.shape[1])
             if frame.truth is not None:
                 self._score_against_truth(frame, geometry)
             t4 = time.monotonic()
             latency = (t4 - frame.captured) * 1000.0
-            result = InferenceResult(frame, regions, geometry, latency, n)
+            self._notes.clear()
+            result = InferenceResult(frame, regions, geometry, latency, n, self.postprocess.defect_mask,
+                                     self.postprocess.output_geometry(geometry), self._notes)
             for sink in self.sinks:
                 sink.on_result(result)
             t5 = time.monotonic()

@@ -165,13 +165,17 @@ class Postprocessor:
 
     def frame_mask(self, geometry: Geometry) -> np.ndarray:
         """The reported-defect mask mapped back to the frame's size (uint8, 1 = defect)."""
-        geometry = self.output_geometry(geometry)
-        matrix = np.array([
-            [geometry.scale_x, 0, geometry.pad_x - geometry.crop_x * geometry.scale_x + 0.5 * geometry.scale_x - 0.5],
-            [0, geometry.scale_y, geometry.pad_y - geometry.crop_y * geometry.scale_y + 0.5 * geometry.scale_y - 0.5],
-        ])
-        return cv2.warpAffine(self.defect_mask, matrix, (geometry.frame_width, geometry.frame_height),
-                              flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
+        return mask_in_frame(self.defect_mask, self.output_geometry(geometry))
+
+
+def mask_in_frame(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """A mask at the output's resolution mapped to the frame's size; `geometry` maps frame <-> mask pixels."""
+    matrix = np.array([
+        [geometry.scale_x, 0, geometry.pad_x - geometry.crop_x * geometry.scale_x + 0.5 * geometry.scale_x - 0.5],
+        [0, geometry.scale_y, geometry.pad_y - geometry.crop_y * geometry.scale_y + 0.5 * geometry.scale_y - 0.5],
+    ])
+    return cv2.warpAffine(mask, matrix, (geometry.frame_width, geometry.frame_height),
+                          flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
 
 
 def _to_frame(x: int, y: int, w: int, h: int, g: Geometry) -> Tuple[int, int, int, int]:

@@ -28,6 +28,7 @@ from edge_agent.backends.base import Backend
 from edge_agent.config import AgentConfig
 from edge_agent.config_loader import load_config
 from edge_agent.errors import EdgeAgentError, StopRequested
+from edge_agent.local_sinks import open_local_sinks
 from edge_agent.metrics import Registry
 from edge_agent.pipeline import Pipeline
 from edge_agent.rollout.controller import Rollout
@@ -38,6 +39,7 @@ from edge_agent.service_watchdog import Watchdog
 from edge_agent.supervisor import SUPERVISOR, TaskStatus
 from edge_agent.telemetry import open_telemetry, pipeline_facts
 from edge_agent.telemetry.prometheus import open_prometheus
+from edge_agent.view.state import ViewState, pipeline_health
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +161,12 @@ class Daemon:
         """Start the pipeline for `config`, run until stop / reload / end; returns which happened."""
         serving = effective_config(config)  # a model rolled out earlier keeps serving after a restart
         self.set_phase("loading", "loading model {}".format(serving.model.path.name))
-        sinks = [self.telemetry] if self.telemetry is not None else []
         backend, self._next_backend = self._next_backend, None
         with contextlib.ExitStack() as stack:
+            # evidence, jsonl and the live view: closed after the pipeline stopped (the ExitStack's order)
+            local = stack.enter_context(contextlib.closing(open_local_sinks(serving, self.registry, ViewState(
+                self.registry, serving.device.id, lambda: pipeline_health(self.pipeline, self.phase)))))
+            sinks = local.ordered(self.telemetry)
             pipeline = stack.enter_context(running_pipeline(serving, self.registry, sinks, self._on_build_progress,
                                                             backend=backend))
             if self.stop_requested.is_set():

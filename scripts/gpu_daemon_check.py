@@ -146,14 +146,24 @@ def stand_in_tensorrt(kernel, streams):
     return trt
 
 
-def unbound_thread_errors(cuda, stream):
-    """What the real driver answers a thread on which no context was pushed (issue 9's bug)."""
+def unbound_thread_errors(cuda, stream, device_ptr, pinned):
+    """What the real driver answers a thread on which no context was pushed (issue 9's bug): object
+    creation, and calls on valid objects (copies, events, frees) made on the main thread."""
     seen = {}
+    event = cuda.Event()  # made here, where the context is bound: used there
+    spare = cuda.mem_alloc(64)
 
     def probe():
         for label, call in (("Event()", cuda.Event),
-                            ("memcpy_htod_async", lambda: cuda.memcpy_htod_async(
-                                0, np.zeros(4, np.float32), stream))):
+                            ("mem_alloc", lambda: cuda.mem_alloc(64)),
+                            ("pagelocked_zeros", lambda: cuda.pagelocked_zeros((4,), np.float32)),
+                            ("memcpy_htod_async", lambda: cuda.memcpy_htod_async(device_ptr, pinned, stream)),
+                            ("memcpy_dtoh_async", lambda: cuda.memcpy_dtoh_async(pinned, device_ptr, stream)),
+                            ("Event.record", lambda: event.record(stream)),
+                            ("Event.synchronize", event.synchronize),
+                            ("Stream.synchronize", stream.synchronize),
+                            ("mem_get_info", cuda.mem_get_info),
+                            ("DeviceAllocation.free", spare.free)):
             try:
                 call()
                 seen[label] = "no error"
@@ -275,7 +285,10 @@ def main():
     with loader.bind_thread():  # the module is loaded in the primary context, used by every thread
         kernel = SourceModule(KERNEL).get_function("stand_in_engine")
     sys.modules["tensorrt"] = stand_in_tensorrt(kernel, streams)
-    unbound = unbound_thread_errors(cuda, loader.stream)
+    probe_device = loader.device(4 * 4)
+    probe_host = loader.host((4,), np.float32)
+    with loader.bind_thread():
+        unbound = unbound_thread_errors(cuda, loader.stream, probe_device.ptr, probe_host)
     rows, failures = [], []
     with tempfile.TemporaryDirectory() as folder:
         engine = Path(folder) / "stand-in.engine"
@@ -284,6 +297,7 @@ def main():
             figures, problems = run_path(mapped, args.frames, args.max_batch, args.slots, engine, streams)
             rows.append(figures)
             failures += problems
+    loader.free(probe_device)
     loader.close()
     print("device: {}".format(rows[0]["device"]))
     print("what the driver says to a thread with no context pushed:")

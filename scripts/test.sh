@@ -3,6 +3,7 @@
 #   - mosquitto (the real MQTT broker the telemetry tests start) from the distribution's packages
 #   - chromium (headless: the report page is rendered and screenshotted in tests)
 #   - prometheus (scrapes the agent), nodejs + npm (Node-RED, installed once into .cache/node-red)
+#   - chromium (headless: tests/view loads the live view page in it)
 #   - systemd's systemd-analyze (tests/service verifies systemd/edge-agent.service with it)
 #   - a virtual environment in .venv with edge-agent and its dev extra from PyPI
 #   - pytest, which includes the Python 3.8 compatibility check (vermin) and lint (ruff)
@@ -39,6 +40,10 @@ fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "== installing nodejs and npm (Debian packages; tests/telemetry run the Node-RED flow for real)"
     apt_install nodejs npm
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "== installing chromium (Debian package): the live view is tested in a real headless browser"
+    apt_install chromium
 fi
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "== installing systemd (systemd-analyze verifies the unit file offline)"

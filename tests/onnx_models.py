@@ -24,7 +24,7 @@ def dark_spot_model(path: Path, input_name: str = "image", output_name: str = "l
     activation sigmoid: 1-channel logit l; activation none: 1-channel probability sigmoid(l).
     Layout applies to input and output. Variants (NCHW, softmax logits): input_type uint8 takes raw
     pixels and divides by 255 inside; head "softmax" outputs probabilities, "argmax" an int64 class-index
-    map (N, H, W); downsample k outputs at 1/k resolution (max pooling); nan multiplies the output by NaN."""
+    map (N, H, W); downsample k outputs at 1/k resolution (average pooling); nan multiplies the output by NaN."""
     height, width = size
     channels = 3
     if layout == "NCHW":
@@ -58,7 +58,7 @@ def dark_spot_model(path: Path, input_name: str = "image", output_name: str = "l
     y = "conv"
     out_type = TensorProto.FLOAT
     if downsample > 1:
-        nodes.append(helper.make_node("MaxPool", [y], ["pooled"], kernel_shape=[downsample] * 2,
+        nodes.append(helper.make_node("AveragePool", [y], ["pooled"], kernel_shape=[downsample] * 2,
                                       strides=[downsample] * 2))
         y = "pooled"
         height, width = height // downsample, width // downsample

@@ -17,7 +17,7 @@ Memory: `memory_plan()` says what `open()` will allocate, term by term, before a
 import abc
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, ContextManager, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, ContextManager, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -36,6 +36,8 @@ class PreparedModel(NamedTuple):
     precision: str
     source: Path
     fingerprint: Optional[str] = None
+    # precisions tried first and passed over: ({"precision", "reason"}, ...) from the preparation chain
+    fallbacks: Tuple[Dict[str, Any], ...] = ()
 
 
 class TensorSpec(NamedTuple):

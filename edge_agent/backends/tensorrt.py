@@ -132,6 +132,9 @@ class TensorRTBackend(Backend):
             self.scratch = ScratchArena(self.pool)
         self._logger = _make_logger(trt)
         runtime = trt.Runtime(self._logger)
+        dla_core = _manifest_build(Path(self.model.path)).get("dla_core")
+        if isinstance(dla_core, int) and dla_core >= 0:
+            runtime.DLA_core = dla_core  # an engine built for DLA core 1 must not be loaded onto core 0
         plan = Path(self.model.path).read_bytes()
         self._engine = runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
@@ -167,12 +170,13 @@ class TensorRTBackend(Backend):
             raise ModelError("model.input.name {!r} is not the input of engine {}; its input is {!r}".format(
                 wanted, self.model.path.name, input_name))
         low, _, high = engine.get_tensor_profile_shape(input_name, 0)
-        if high[0] < self.max_batch or low[0] > 1:
+        static = low[0] == high[0] == self.max_batch  # DLA: one batch size, smaller batches run padded
+        if not static and (high[0] < self.max_batch or low[0] > 1):
             raise ModelError("engine {} accepts batches {}..{} of {!r} but pipeline.max_batch is {}; rebuild the "
                              "engine with a profile whose batch range covers 1..{}".format(
                                  self.model.path.name, low[0], high[0], input_name, self.max_batch, self.max_batch))
         dims = tuple(int(d) for d in high[1:])
-        self._shapes = {n: (n,) + dims for n in range(1, self.max_batch + 1)}
+        self._shapes = {n: (self.max_batch if static else n,) + dims for n in range(1, self.max_batch + 1)}
         tensors = [TensorLayout(input_name, (self.max_batch,) + dims, _nptype(trt, engine, input_name), True)]
         # Output shapes at max batch: a throwaway context would allocate scratch, so ask the engine for
         # the shape and resolve the batch dimension (-1) ourselves.
@@ -324,14 +328,19 @@ def _nptype(trt: Any, engine: Any, name: str) -> np.dtype:
     return np.dtype(_NUMPY_TYPES[type_name])
 
 
-def _manifest_scratch(engine_path: Path) -> int:
-    """The scratch size the engine builder recorded in the cache manifest beside the engine
-    (`<engine file>.json`, build.device_memory_bytes); 0 when there is none."""
+def _manifest_build(engine_path: Path) -> Dict[str, Any]:
+    """What the engine builder recorded in the cache manifest beside the engine (`<engine file>.json`,
+    its "build" object: device_memory_bytes, dla_core, ...); {} when there is none."""
     manifest = engine_path.with_name(engine_path.name + ".json")
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return 0
+        return {}
     build = data.get("build") if isinstance(data, dict) else None
-    value = build.get("device_memory_bytes") if isinstance(build, dict) else None
+    return build if isinstance(build, dict) else {}
+
+
+def _manifest_scratch(engine_path: Path) -> int:
+    """The scratch size recorded in the manifest (build.device_memory_bytes); 0 when there is none."""
+    value = _manifest_build(engine_path).get("device_memory_bytes")
     return int(value) if isinstance(value, int) and value >= 0 else 0

@@ -28,6 +28,13 @@ DEMO_VALIDATION_SEED = 2002
 DEMO_SIZE = (320, 240)  # the synthetic camera's default frame size
 
 
+class ImageSetError(EngineError):
+    """Calibration or validation images are missing, unreadable or too few: the user fixes the folder.
+    Not a build failure, so no precision fallback hides it (see engine.isolation.BuildFailed)."""
+
+    falls_back = False
+
+
 class ImageSet(NamedTuple):
     description: str
     files: Tuple[Path, ...] = ()
@@ -58,7 +65,7 @@ class ImageSet(NamedTuple):
         for path in self.files:
             image = cv2.imdecode(np.frombuffer(_read_bytes(path), dtype=np.uint8), cv2.IMREAD_COLOR)
             if image is None:
-                raise EngineError("{}: not a readable image (PNG, JPEG, BMP or TIFF expected). Remove the file "
+                raise ImageSetError("{}: not a readable image (PNG, JPEG, BMP or TIFF expected). Remove the file "
                                   "or replace it with a valid image.".format(path))
             yield image
 
@@ -75,23 +82,23 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise EngineError("cannot read calibration/validation image {}: {}. Check the file's permissions "
+        raise ImageSetError("cannot read calibration/validation image {}: {}. Check the file's permissions "
                           "(the service user must be able to read it).".format(path, exc.strerror or exc)) from None
 
 
 def list_images(folder: Path, what: str) -> List[Path]:
     if not folder.exists():
-        raise EngineError("{} folder {} does not exist. Create it and copy representative images into it "
+        raise ImageSetError("{} folder {} does not exist. Create it and copy representative images into it "
                           "(see calibration/README.md), or set the folder in the config.".format(what, folder))
     if not folder.is_dir():
-        raise EngineError("{} folder {} is not a folder.".format(what, folder))
+        raise ImageSetError("{} folder {} is not a folder.".format(what, folder))
     try:
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     except OSError as exc:
-        raise EngineError("cannot list {} folder {}: {}. Give the service user read access to it.".format(
+        raise ImageSetError("cannot list {} folder {}: {}. Give the service user read access to it.".format(
             what, folder, exc.strerror or exc)) from None
     if not files:
-        raise EngineError("{} folder {} holds no images ({}). Copy 100-500 representative images into it "
+        raise ImageSetError("{} folder {} holds no images ({}). Copy 100-500 representative images into it "
                           "(see calibration/README.md).".format(what, folder, ", ".join(IMAGE_SUFFIXES)))
     return files
 
@@ -129,7 +136,7 @@ def calibration_set(config: AgentConfig) -> ImageSet:
     gate = config.engine.gate
     if calibration.folder is None:
         if config.model.path.resolve() != DEMO_MODEL.resolve():
-            raise EngineError(
+            raise ImageSetError(
                 "engine.calibration.folder is not set: INT8 needs 100-500 representative images of your parts. "
                 "Collect them as calibration/README.md explains and set engine.calibration.folder (FP16 and "
                 "FP32 need no calibration images).")
@@ -139,7 +146,7 @@ def calibration_set(config: AgentConfig) -> ImageSet:
     held = set() if gate.validation_folder is not None else set(_held_out(files, gate.validation_images))
     files = [f for f in files if f not in held]
     if len(files) < calibration.min_images:
-        raise EngineError(
+        raise ImageSetError(
             "engine.calibration.folder {} has {} usable image(s) after holding out {} for validation; at "
             "least engine.calibration.min_images = {} are needed. Add images (100-500 representative "
             "parts, see calibration/README.md) or set engine.gate.validation_folder.".format(

@@ -3,6 +3,12 @@
 Precision is resolved before any cache key is computed; each attempt (INT8, then FP16, then FP32)
 is looked up in the cache by fingerprint, else built in a child process, then gated. A gate
 verdict is stored in the manifest, so a rejected INT8 model is not rebuilt at every start.
+
+A build that fails in its child (calibration, an unsupported INT8 layer, out of memory, a crash)
+falls back exactly as a gate rejection does, and the failure is stored as a manifest without an
+artefact under the attempt's fingerprint: a restart passes over that precision at once instead of
+rebuilding for minutes and failing again; `force` (edge-agent build --force) retries it. The
+served entry's manifest, the build report, the log and the MQTT birth say what was passed over.
 """
 
 import logging
@@ -16,10 +22,10 @@ from edge_agent.engine import Progress
 from edge_agent.engine import gate as gates
 from edge_agent.engine.cache import CacheEntry, EngineCache, file_sha256, fingerprint
 from edge_agent.engine.calibration import ImageSet, calibration_set, validation_set
-from edge_agent.engine.isolation import run_isolated
+from edge_agent.engine.isolation import BuildFailed, run_isolated
 from edge_agent.engine.onnx_variants import check_model
 from edge_agent.engine.progress import ProgressLog
-from edge_agent.engine.report import BuildReport
+from edge_agent.engine.report import BuildReport, fallbacks_of
 from edge_agent.errors import EngineError
 from edge_agent.paths import cache_dir
 
@@ -55,16 +61,71 @@ class Preparation:
             self._trt = TensorRTTarget(self)
         attempts: List[Dict[str, Any]] = []
         for precision in FALLBACK[requested]:
-            prepared, cache_state, verdict, manifest = self._attempt(precision)
+            try:
+                prepared, cache_state, verdict, manifest = self._attempt(precision)
+            except BuildFailed as exc:
+                if precision == "fp32":
+                    tried = ", ".join(a["precision"].upper() for a in attempts)
+                    raise BuildFailed("FP32 preparation failed{}: {}".format(
+                        " after " + tried + " did" if tried else "", exc)) from None
+                reason = str(exc) if getattr(exc, "remembered", False) else "build failed: {}".format(exc)
+                attempts.append({"precision": precision, "cache": "failed",
+                                 "gate": {"precision": precision, "passed": False, "reason": reason}})
+                log.warning("%s preparation failed (%s); falling back to the next precision", precision.upper(),
+                            reason)
+                continue
             attempts.append({"precision": precision, "cache": cache_state, "gate": verdict})
             if verdict.get("passed"):
+                speed = None
+                if precision == "int8" and self._trt is not None and self._trt.int8_strongly_typed():
+                    from edge_agent.engine.speed import faster_of_int8_and_fp16
+
+                    (prepared, cache_state, verdict, manifest), speed = faster_of_int8_and_fp16(
+                        self._trt, (prepared, cache_state, verdict, manifest))
+                    if speed["served"] == "fp16":
+                        attempts[-1]["passed_over"] = speed["why"]
+                        attempts.append({"precision": "fp16", "cache": cache_state, "gate": verdict})
+                fallbacks = fallbacks_of(attempts)
+                if fallbacks:
+                    log.warning("serving %s instead of %s: %s", precision.upper(), requested.upper(),
+                                "; ".join("{} {}".format(f["precision"].upper(), f["reason"]) for f in fallbacks))
+                    prepared = prepared._replace(fallbacks=tuple(fallbacks))
+                    manifest = self._record_fallbacks(prepared, manifest, fallbacks)
                 report = BuildReport(backend, requested, prepared, cache_state, time.monotonic() - started,
-                                     verdict, attempts, manifest)
+                                     verdict, attempts, manifest, speed)
                 self._prune(prepared.path)
                 return report
             log.warning("precision %s rejected by the accuracy gate (%s); falling back to the next precision",
                         precision, verdict.get("reason"))
         raise EngineError("no precision passed the accuracy gate")  # unreachable: fp32 always passes
+
+    def _record_fallbacks(self, prepared: PreparedModel, manifest: Optional[Dict[str, Any]],
+                          fallbacks: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+        """The served entry's manifest says which precisions were passed over and why."""
+        if not manifest or manifest.get("fallbacks") == fallbacks:
+            return manifest
+        return self.cache.update_manifest(CacheEntry(prepared.path, manifest), fallbacks=fallbacks).manifest
+
+    def cached_or_built(self, precision: str, key: str, suffix: str, produce: Any, manifest: Dict[str, Any],
+                        check: Any = None) -> Tuple[CacheEntry, str]:
+        """(entry, "hit" | "built"); a failure remembered under `key` (or one that happens now and
+        is then remembered) raises BuildFailed without building."""
+        entry = None if self.force else self.cache.load(self.stem, precision, key, suffix, check)
+        if entry is not None and entry.manifest.get("build_failure"):
+            failure = entry.manifest["build_failure"]
+            error = BuildFailed("build failed on {} and is remembered under this fingerprint (edge-agent build "
+                                "--force tries again): {}".format(failure.get("at", "?"), failure.get("reason")))
+            error.remembered = True
+            raise error
+        if entry is not None and entry.manifest.get("artifact_sha256"):
+            return entry, "hit"
+        try:
+            return self.cache.store(self.stem, precision, key, suffix, produce, manifest), "built"
+        except BuildFailed as exc:
+            if exc.remember:
+                self.cache.store(self.stem, precision, key, suffix, None, dict(
+                    manifest, build_failure={"reason": str(exc), "at": time.strftime("%Y-%m-%d %H:%M:%S%z")}))
+            raise
 
     # ---- one precision -------------------------------------------------------------------------
     def _attempt(self, precision: str) -> Tuple[PreparedModel, str, Dict[str, Any], Dict[str, Any]]:
@@ -89,9 +150,6 @@ class Preparation:
             fields.update(calibration=self.calibration_set().digest(), method=self.config.engine.calibration.method,
                           preprocessing=self.config.model.input.model_dump(mode="json"), recipe=recipe)
         key = fingerprint(fields)
-        entry = None if self.force else self.cache.load(self.stem, precision, key, ".onnx")
-        if entry is not None and entry.manifest.get("artifact_sha256"):
-            return entry, "hit"
         target = "produce_int8" if precision == "int8" else "produce_fp16"
         kwargs: Dict[str, Any] = {"source": str(self.source)}
         if precision == "int8":
@@ -102,9 +160,8 @@ class Preparation:
             details.update(run_isolated("edge_agent.engine.onnx_variants:" + target, dict(kwargs, target=str(temp)),
                                         "{} ONNX of {}".format(precision.upper(), self.source.name), self.progress))
 
-        entry = self.cache.store(self.stem, precision, key, ".onnx", produce, {"fields": fields, "build": details,
-                                                                              "source": str(self.source)})
-        return entry, "built"
+        return self.cached_or_built(precision, key, ".onnx", produce, {"fields": fields, "build": details,
+                                                                      "source": str(self.source)})
 
     def gated(self, entry: CacheEntry, prepared: PreparedModel) -> Tuple[Dict[str, Any], CacheEntry]:
         """The gate verdict for a cached candidate: stored, or computed now and stored."""

@@ -23,6 +23,18 @@ from edge_agent.errors import EdgeAgentError, EngineError
 
 log = logging.getLogger(__name__)
 
+
+class BuildFailed(EngineError):
+    """A preparation step failed in its child process (TensorRT build, quantization, calibration,
+    out of memory, crash): the preparation chain falls back to the next precision and, when
+    `remember` is true, records the failure under the step's fingerprint so a restart does not
+    try again. A child stopped by the caller's own shutdown (SIGTERM, SIGINT) is not remembered."""
+
+    remember = True
+
+# the child was stopped from outside (a service stop), not failed by its own work
+_NOT_REMEMBERED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
 _SIGNAL_HINTS = {
     signal.SIGKILL: "killed by SIGKILL: usually the kernel's out-of-memory killer (see `journalctl -k | grep -i "
                     "oom`). Lower backend.workspace_mb or memory.limit_mb, or stop other programs during the build",
@@ -35,7 +47,7 @@ _SIGNAL_HINTS = {
 def run_isolated(target: str, kwargs: Dict[str, Any], what: str, progress: Progress,
                  heartbeat: float = 5.0, on_start: Optional[Callable[[int], None]] = None,
                  nested: bool = False) -> Any:
-    """Call `module:function(report=..., **kwargs)` in a child; return its result or raise EngineError.
+    """Call `module:function(report=..., **kwargs)` in a child; return its result or raise BuildFailed.
     `on_start(pid)` lets a caller watch or throttle the child (a rollout bounds its CPU share).
     `nested`: the step itself runs isolated steps (a rollout's candidate builds its variants), so the
     child cannot be a daemonic process; it is still ended here whenever the caller is interrupted."""
@@ -75,11 +87,16 @@ def run_isolated(target: str, kwargs: Dict[str, Any], what: str, progress: Progr
                 child.join()
     seconds = time.monotonic() - started
     if outcome is None:
-        raise EngineError("{} failed after {:.0f} s: the child process {}.".format(
+        failed = BuildFailed("{} failed after {:.0f} s: the child process {}.".format(
             what, seconds, _exit_cause(child.exitcode)))
+        failed.remember = child.exitcode is None or -child.exitcode not in _NOT_REMEMBERED
+        raise failed
     if outcome[0] == "error":
-        _, kind, message, exit_code = outcome
-        error = EngineError("{} failed: {}".format(what, message) if kind != "EdgeAgentError" else message)
+        _, kind, message, exit_code, falls_back = outcome
+        # an input problem found in the child (an unreadable calibration image) is the user's to fix,
+        # not a failed build: a plain EngineError, which stops the preparation instead of falling back
+        error = (BuildFailed if falls_back else EngineError)(
+            "{} failed: {}".format(what, message) if kind != "EdgeAgentError" else message)
         error.exit_code = exit_code
         raise error
     return outcome[1]
@@ -134,9 +151,9 @@ def _child_main(target: str, kwargs: Dict[str, Any], messages: Any, level: int) 
         function = getattr(importlib.import_module(module_name), function_name)
         messages.put(("result", function(report=report, **kwargs)))
     except EdgeAgentError as exc:
-        messages.put(("error", "EdgeAgentError", str(exc), exc.exit_code))
+        messages.put(("error", "EdgeAgentError", str(exc), exc.exit_code, getattr(exc, "falls_back", True)))
     except Exception as exc:  # anything else still reaches the parent with its type, not a silent exit
         log.exception("%s failed", target)
-        messages.put(("error", type(exc).__name__, "{}: {}".format(type(exc).__name__, exc), 1))
+        messages.put(("error", type(exc).__name__, "{}: {}".format(type(exc).__name__, exc), 1, True))
     messages.close()
     messages.join_thread()

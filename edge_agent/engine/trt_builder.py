@@ -5,6 +5,7 @@ Differences between TensorRT 8.6, 10.x and 11.x are handled by probing for the f
 installed version. `build_plan` runs in the build child process (edge_agent.engine.isolation).
 """
 
+import gc
 import importlib
 import logging
 import os
@@ -58,12 +59,16 @@ class _Logger:
 
 
 def probe(module: str = "tensorrt") -> Dict[str, Any]:
-    """What this TensorRT can do, asked once in the caller before the cache key is computed."""
+    """What this TensorRT can do, asked once in the caller before the cache key is computed.
+
+    Asked of a `Runtime`, never a `Builder`: this runs in the daemon at every start, cache hits
+    included, and a Builder is what small boards can least afford there (builders are made only
+    in the build child)."""
     trt = import_tensorrt(module)
-    builder = trt.Builder(_Logger.create(trt))
+    runtime = trt.Runtime(_Logger.create(trt))
     return {
         "version": trt.__version__,
-        "dla_cores": int(builder.num_DLA_cores),
+        "dla_cores": int(runtime.num_DLA_cores),
         "precision_flags": hasattr(trt.BuilderFlag, "FP16"),
         "int8_flag": hasattr(trt.BuilderFlag, "INT8"),
         "implicit_calibrator": (hasattr(trt, "IInt8EntropyCalibrator2")
@@ -176,19 +181,19 @@ def build_plan(report: Report, module: str, onnx_path: str, output: str, precisi
         config.set_flag(require(trt, trt.BuilderFlag, "INT8", "an INT8 engine without a strongly typed network"))
         if calibration_table:
             config.int8_calibrator = _calibrator(trt, Path(calibration_table))
+    gpu_layers = None
     if dla_core is not None:
         if builder.num_DLA_cores > dla_core:
             config.default_device_type = trt.DeviceType.DLA
             config.DLA_core = dla_core
             config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+            gpu_layers = _layers_not_on_dla(network, config)
+            log.info("DLA core %d: %d of %d layers cannot run on DLA and fall back to the GPU%s", dla_core,
+                     len(gpu_layers), network.num_layers, ": " + ", ".join(gpu_layers[:10]) if gpu_layers else "")
         else:
             log.warning("backend.dla_core %d ignored: this device has %d DLA core(s); building for the GPU",
                         dla_core, builder.num_DLA_cores)
-    cache = None
-    if timing_cache is not None:
-        existing = Path(timing_cache).read_bytes() if Path(timing_cache).exists() else b""
-        cache = config.create_timing_cache(existing)
-        config.set_timing_cache(cache, True)  # a mismatched cache is ignored, not fatal
+    cache = _timing_cache(trt, config, Path(timing_cache)) if timing_cache is not None else None
     if hasattr(trt, "IProgressMonitor") and hasattr(trt.IBuilderConfig, "progress_monitor"):
         config.progress_monitor = _progress_monitor(trt, report)
     report("TensorRT {}: building {} engine (this can take minutes)".format(trt.__version__, precision), None)
@@ -203,13 +208,55 @@ def build_plan(report: Report, module: str, onnx_path: str, output: str, precisi
         os.fsync(handle.fileno())
     if cache is not None:
         _write_atomic(Path(timing_cache), bytes(cache.serialize()))
+    on_dla = dla_core is not None and builder.num_DLA_cores > dla_core
+    # Free the builder's side before the engine is deserialized to validate it: on a small board the
+    # builder, network and parser (with the weights) plus the engine would be the build's peak.
+    del plan, cache, parser, network, config, builder
+    gc.collect()
     engine = trt.Runtime(logger).deserialize_cuda_engine(data)
     memory = None
     if engine is not None:
         memory = int(engine.device_memory_size_v2 if hasattr(engine, "device_memory_size_v2")
                      else engine.device_memory_size)
-    return {"device_memory_bytes": memory, "plan_bytes": len(data), "dla_core": dla_core
-            if dla_core is not None and builder.num_DLA_cores > dla_core else None}
+    del engine
+    return {"device_memory_bytes": memory, "plan_bytes": len(data), "dla_core": dla_core if on_dla else None,
+            "dla_gpu_fallback_layers": len(gpu_layers) if gpu_layers is not None else None,
+            "peak_rss_bytes": _peak_rss_bytes()}
+
+
+def _layers_not_on_dla(network: Any, config: Any) -> List[str]:
+    """Names of the network's layers that DLA cannot run (GPU_FALLBACK puts them on the GPU)."""
+    layers = [network.get_layer(index) for index in range(network.num_layers)]
+    return [layer.name for layer in layers if not config.can_run_on_DLA(layer)]
+
+
+def _timing_cache(trt: Any, config: Any, path: Path) -> Any:
+    """The timing cache for this build, from `path` when TensorRT accepts it for this GPU and version.
+
+    ignore_mismatch=False: a cache made on other hardware is refused, not silently used (its
+    timings would pick tactics for the wrong GPU). A refused or damaged file is logged and a new
+    cache starts; it replaces the file after the build."""
+    existing = path.read_bytes() if path.exists() else b""
+    cache = config.create_timing_cache(existing) if existing else None
+    if cache is not None and config.set_timing_cache(cache, False):
+        return cache
+    if existing:
+        log.warning("timing cache %s (%d bytes) was refused by TensorRT %s: it was made on other hardware or by "
+                    "another version, or it is damaged; starting a new one, which replaces it after this build",
+                    path, len(existing), trt.__version__)
+    cache = config.create_timing_cache(b"")
+    config.set_timing_cache(cache, False)
+    return cache
+
+
+def _peak_rss_bytes() -> Optional[int]:
+    """This build process's peak resident memory (host side; on Jetson the GPU shares that DRAM but
+    its allocations are not counted in RSS)."""
+    try:
+        import resource
+    except ImportError:  # not on Linux
+        return None
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -6,8 +6,10 @@ variant is built. INT8 always starts from the Q/DQ ONNX variant (plus the INT8 f
 exists), or from the FP32 ONNX with a site's calibration table on TensorRT < 11.
 """
 
+import hashlib
 import logging
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
@@ -59,6 +61,8 @@ class TensorRTTarget:
         batch = [b or self.config.pipeline.max_batch for b in p.batch]
         height = [h or spec.height for h in p.height]
         width = [w or spec.width for w in p.width]
+        if self.on_dla():
+            batch = self._static_for_dla(p, batch, height, width)
         for label, values in (("batch", batch), ("height", height), ("width", width)):
             if not values[0] <= values[1] <= values[2]:
                 raise ConfigError("backend.profile.{}: min <= opt <= max is needed, got {}".format(label, values))
@@ -84,6 +88,32 @@ class TensorRTTarget:
         self._node_ops = [n.op_type for n in model.graph.node]
         return {graph_input.name: shapes}
 
+    def on_dla(self) -> bool:
+        """backend.dla_core is set and this device has that core (else the builder warns and uses the GPU)."""
+        core = self.backend.dla_core
+        return core is not None and self.caps["dla_cores"] > core
+
+    def _static_for_dla(self, p: Any, batch: List[int], height: List[int], width: List[int]) -> List[int]:
+        """DLA has no dynamic shapes: the profile must be min = opt = max. The default batch profile
+        becomes pipeline.max_batch fixed (the runtime pads smaller batches); a dynamic profile that
+        was configured on purpose is an error that says what to write instead."""
+        n = self.config.pipeline.max_batch
+        if tuple(p.batch) == (1, 1, 0):
+            batch = [n, n, n]
+        dynamic = [label for label, values in (("batch", batch), ("height", height), ("width", width))
+                   if len(set(values)) > 1]
+        if dynamic:
+            raise ConfigError(
+                "backend.dla_core {} needs a static shape profile: DLA runs no dynamic shapes (min = opt = max), but "
+                "backend.profile has a range for {}. Set backend.profile.batch to [{n}, {n}, {n}] "
+                "(pipeline.max_batch) and height/width to [0, 0, 0] (the model's size), or remove "
+                "backend.dla_core to run on the GPU.".format(self.backend.dla_core, " and ".join(dynamic), n=n))
+        return batch
+
+    def int8_strongly_typed(self) -> bool:
+        """INT8 from a strongly typed Q/DQ network (TensorRT 11): not sure to beat FP16, so it is timed."""
+        return self.backend.calibration_cache is None and not self.caps["int8_flag"]
+
     def workspace_bytes(self) -> int:
         mb = self.backend.workspace_mb or max(16, self.config.memory.limit_mb // 2)
         return mb * 2**20
@@ -104,36 +134,38 @@ class TensorRTTarget:
 
     def attempt(self, precision: str) -> Tuple[PreparedModel, str, Dict[str, Any], Dict[str, Any]]:
         onnx_kind, strongly_typed = self._mechanics(precision)
+        # DLA runs FP16 and INT8 only: an FP32 network "on DLA" runs layer by layer on the GPU while
+        # the manifest would claim a DLA core. FP32 is built for the GPU.
+        dla_core = self.backend.dla_core if precision != "fp32" else None
+        if precision == "fp32" and self.backend.dla_core is not None:
+            log.info("FP32 is built for the GPU: DLA (backend.dla_core %d) runs FP16 and INT8 only",
+                     self.backend.dla_core)
         onnx_path, onnx_key = self.prep.source, self.prep.onnx_sha256()
         if onnx_kind != "fp32":
             variant, _ = self.prep.onnx_variant(onnx_kind)
             onnx_path, onnx_key = variant.artifact, variant.manifest["key"]
         table = self.backend.calibration_cache if onnx_kind == "fp32" and precision == "int8" else None
         fields = {"artifact": "tensorrt-plan", "onnx": onnx_key, "precision": precision,
-                  "tensorrt_version": self.caps["version"], "gpu": self.gpu, "dla_core": self.backend.dla_core,
+                  "tensorrt_version": self.caps["version"], "gpu": self.gpu, "dla_core": dla_core,
                   "dla_cores": self.caps["dla_cores"], "profile": self.profile, "strongly_typed": strongly_typed,
                   "workspace_bytes": self.workspace_bytes(), "optimization_level": self.backend.optimization_level,
                   "calibration_table": _digest(table)}
         key = fingerprint(fields)
-        cache = self.prep.cache
-        entry = None if self.prep.force else cache.load(self.prep.stem, precision, key, ".plan", self._check)
-        state = "hit"
-        if entry is None or not entry.manifest.get("artifact_sha256"):
-            timing = cache.root / "timing-{}.cache".format(self.caps["version"]) if self.backend.timing_cache else None
-            details: Dict[str, Any] = {}
+        timing = self.prep.cache.root / timing_cache_name(self.caps["version"], self.gpu) \
+            if self.backend.timing_cache else None
+        details: Dict[str, Any] = {}
 
-            def produce(temp: Path) -> None:
-                details.update(run_isolated("edge_agent.engine.trt_builder:build_plan", dict(
-                    module=TENSORRT_MODULE, onnx_path=str(onnx_path), output=str(temp), precision=precision,
-                    strongly_typed=strongly_typed, workspace_bytes=self.workspace_bytes(),
-                    optimization_level=self.backend.optimization_level, profile=self.profile,
-                    dla_core=self.backend.dla_core, timing_cache=str(timing) if timing else None,
-                    calibration_table=str(table) if table else None, node_names=self._node_names,
-                    node_ops=self._node_ops), "TensorRT {} build".format(precision.upper()), self.prep.progress))
+        def produce(temp: Path) -> None:
+            details.update(run_isolated("edge_agent.engine.trt_builder:build_plan", dict(
+                module=TENSORRT_MODULE, onnx_path=str(onnx_path), output=str(temp), precision=precision,
+                strongly_typed=strongly_typed, workspace_bytes=self.workspace_bytes(),
+                optimization_level=self.backend.optimization_level, profile=self.profile,
+                dla_core=dla_core, timing_cache=str(timing) if timing else None,
+                calibration_table=str(table) if table else None, node_names=self._node_names,
+                node_ops=self._node_ops), "TensorRT {} build".format(precision.upper()), self.prep.progress))
 
-            entry = cache.store(self.prep.stem, precision, key, ".plan", produce,
-                                {"fields": fields, "build": details, "source": str(self.prep.source)})
-            state = "built"
+        entry, state = self.prep.cached_or_built(precision, key, ".plan", produce, {
+            "fields": fields, "build": details, "source": str(self.prep.source)}, self._check)
         prepared = PreparedModel(entry.artifact, precision, self.prep.source, key)
         if precision == "fp32":
             return prepared, state, gates.skipped("fp32 is the reference", "fp32"), entry.manifest
@@ -145,6 +177,12 @@ class TensorRTTarget:
         if built_by != self.caps["version"]:
             return "it was built by TensorRT {} and this is TensorRT {}".format(built_by, self.caps["version"])
         return None
+
+
+def timing_cache_name(version: str, gpu: str) -> str:
+    """One timing cache per TensorRT version and GPU: timings from another GPU would pick wrong tactics."""
+    readable = re.sub(r"[^A-Za-z0-9.]+", "-", gpu).strip("-")[:40]
+    return "timing-{}-{}-{}.cache".format(version, readable, hashlib.sha256(gpu.encode()).hexdigest()[:8])
 
 
 def _digest(path: Optional[Path]) -> Optional[str]:

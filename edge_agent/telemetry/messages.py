@@ -237,6 +237,8 @@ def pipeline_facts(config: AgentConfig, pipeline: Any) -> Dict[str, Any]:
         "backend": backend.name,
         "precision": backend.model.precision,
         "engine_fingerprint": backend.model.fingerprint,
+        # precisions passed over at preparation (accuracy gate, failed build, slower), with the reason
+        "precision_fallbacks": [dict(f) for f in getattr(backend.model, "fallbacks", ())],
         "thresholds": config.model.thresholds.model_dump(mode="json"),
         "backend_host_bytes": memory.host_bytes,
         "backend_device_bytes": memory.device_bytes,

@@ -81,6 +81,7 @@ class DefectRecord(NamedTuple):
     regions: List[Any]  # DefectRegion
     crops: Optional[List[Any]]  # np.ndarray per region, or None when crops are off
     file: Optional[str] = None  # the image's file name, for sources that read files
+    evidence: Optional[str] = None  # the evidence store's frame file, relative to the store
 
 
 def frame_id(device: str, session: str, record: DefectRecord) -> str:
@@ -104,6 +105,8 @@ def verdict_payload(record: DefectRecord, frame: str, provenance: Dict[str, Any]
     }
     if record.file:
         payload["file"] = record.file
+    if record.evidence is not None:
+        payload["evidence"] = record.evidence
     payload.update(provenance)
     return payload
 
@@ -129,5 +132,9 @@ def defect_payload(record: DefectRecord, region: Any, index: int, frame: str,
         "score_mean": round(region.score_mean, 4),
         "latency_ms": round(record.latency_ms, 3),
     }
+    if record.file is not None:
+        payload["file"] = record.file
+    if record.evidence is not None:
+        payload["evidence"] = record.evidence
     payload.update(provenance)
     return payload

@@ -150,9 +150,10 @@ class Telemetry(ResultSink):
         if self.mqtt.crop.enabled:
             crops = [copy_crop(frame.image, region.bbox, self.mqtt.crop) for region in result.regions]
         origin = getattr(frame, "origin", None)
+        evidence = result.notes.get("evidence") if result.notes else None
         self._records.append(DefectRecord(frame.source, frame.index, frame.timestamp, frame.image.shape[1],
                                           frame.image.shape[0], result.latency_ms, list(result.regions), crops,
-                                          os.path.basename(origin) if origin else None))
+                                          os.path.basename(origin) if origin else None, evidence))
 
     def health(self) -> Tuple[bool, str]:
         """(publisher alive, a status line). An unreachable broker is healthy: the outbox keeps the

@@ -47,6 +47,16 @@ DESCRIPTIONS = {
     "memory_plan_total": "memory planned at model load, all terms",
     "memory_limit": "memory.limit_mb",
     "memory_available_at_load": "memory available on the board when the model was loaded",
+    "sanity_warnings": "sanity watch warnings raised, by kind (nan, score_range, coverage, quiet); see the log",
+    "jsonl_lines": "per-frame result lines written by sinks.jsonl",
+    "jsonl_dropped": "per-frame result lines dropped because the jsonl writer fell behind",
+    "evidence_saved": "frames saved to the evidence store",
+    "evidence_deleted": "evidence items deleted, oldest first, to keep the store under evidence.max_mb",
+    "evidence_skipped": "frames not saved as evidence because the writer fell behind",
+    "evidence_size_mb": "size of the evidence store",
+    "view_frames_encoded": "frames encoded for the live view",
+    "view_frames_skipped": "live-view copies skipped because the encoder held the slot",
+    "calibration_images_saved": "frames saved as calibration images from the live view",
 }
 
 

@@ -92,6 +92,7 @@ def test_dla_with_gpu_fallback_only_when_the_device_has_dla(fake_trt, tmp_path, 
     config = _Builder.last[1]
     assert config.default_device_type == fake_trt.DeviceType.DLA and config.DLA_core == 1
     assert fake_trt.BuilderFlag.GPU_FALLBACK in config.flags and result["dla_core"] == 1
+    assert result["dla_gpu_fallback_layers"] == 1  # the fake DLA cannot run the Resize layer
 
 
 def test_parse_error_names_node_and_operator(fake_trt, tmp_path, monkeypatch):
@@ -124,3 +125,29 @@ def test_jetpack5_tensorrt_852_builds_without_the_86_optimization_level(tmp_path
     _, result = _build(module, tmp_path, "fp16")
     assert _Builder.last[1].flags == {module.BuilderFlag.FP16} and result["plan_bytes"] > 0
     assert "optimization_level 4 ignored" in caplog.text
+
+
+def test_timing_cache_from_other_hardware_is_refused_logged_and_replaced(fake_trt, tmp_path, caplog):
+    strongly_typed = not trt_builder.probe(fake_trt.__name__)["precision_flags"]
+    (tmp_path / "timing.cache").write_bytes(b"OTHER-GPU timings")
+    _build(fake_trt, tmp_path, "fp16", strongly_typed)
+    config = _Builder.last[1]
+    assert config.ignore_mismatch is False  # never accept a cache made on other hardware
+    assert "was refused by TensorRT" in caplog.text
+    assert (tmp_path / "timing.cache").read_bytes() == b"+timing"  # a fresh cache replaced the foreign one
+
+
+def test_timing_cache_file_is_keyed_by_version_and_gpu():
+    from edge_agent.engine.trt_target import timing_cache_name
+
+    orin = timing_cache_name("8.5.2.2", "NVIDIA Jetson AGX Orin Developer Kit")
+    assert orin.startswith("timing-8.5.2.2-NVIDIA-Jetson-AGX-Orin") and orin.endswith(".cache")
+    assert orin != timing_cache_name("8.5.2.2", "NVIDIA Jetson Xavier NX Developer Kit")
+    assert orin != timing_cache_name("8.6.2", "NVIDIA Jetson AGX Orin Developer Kit")
+
+
+def test_the_build_reports_peak_memory_and_probing_needs_no_builder(fake_trt, tmp_path, monkeypatch):
+    _, result = _build(fake_trt, tmp_path, "fp32")
+    assert result["peak_rss_bytes"] > 10 * 2**20
+    monkeypatch.setattr(fake_trt, "Builder", None)  # a daemon start (cache hit) must not create one
+    assert trt_builder.probe(fake_trt.__name__)["dla_cores"] == 0

@@ -9,6 +9,7 @@ never offer what TensorRT lacks.
 
 import inspect
 import json
+import os
 import types
 
 from trt_introspect import SNAPSHOT
@@ -55,10 +56,16 @@ class _ITensor:
         self.name, self.shape = name, shape
 
 
+class _ILayer:
+    def __init__(self, name):
+        self.name = name
+
+
 class _INetworkDefinition:
     def __init__(self, flags):
         self.flags = flags
         self.inputs = []
+        self.layers = []
 
     @property
     def num_inputs(self):
@@ -66,6 +73,13 @@ class _INetworkDefinition:
 
     def get_input(self, index):
         return self.inputs[index]
+
+    @property
+    def num_layers(self):
+        return len(self.layers)
+
+    def get_layer(self, index):
+        return self.layers[index]
 
 
 class _ParserError:
@@ -97,6 +111,7 @@ class _OnnxParser:
             self.errors.append(self._fake.ParserError(_OnnxParser.fail_at_node, "no importer registered for this op"))
             return False
         self.network.inputs.append(self._fake.ITensor("image", (-1, 3, 32, 32)))
+        self.network.layers.extend(self._fake.ILayer(name) for name in ("conv_0", "relu_1", "resize_2", "conv_3"))
         return True
 
     @property
@@ -144,10 +159,16 @@ class _IBuilderConfig:
     def set_flag(self, flag):
         self.flags.add(flag)
 
+    def can_run_on_DLA(self, layer):  # noqa: N802 -- the real name
+        return not layer.name.startswith("resize")  # the fake DLA has no Resize
+
     def create_timing_cache(self, serialized_timing_cache):
         return self._fake.ITimingCache(bytes(serialized_timing_cache))
 
     def set_timing_cache(self, cache, ignore_mismatch):
+        self.ignore_mismatch = ignore_mismatch
+        if cache.data.startswith(b"OTHER-GPU") and not ignore_mismatch:
+            return False  # the real one refuses a cache made on other hardware unless told to ignore that
         self.timing_cache = cache
         return True
 
@@ -174,6 +195,17 @@ class _Builder:
 
     def build_serialized_network(self, network, config):
         _Builder.last = (network, config)
+        # hooks for build-child tests (the child is a spawned process: it sees the environment only)
+        int8 = getattr(self._fake.BuilderFlag, "INT8", None) in config.flags  # no INT8 flag on 11.x
+        if os.environ.get("FAKE_TRT_BUILD_LOG"):
+            with open(os.environ["FAKE_TRT_BUILD_LOG"], "a") as log:
+                log.write("int8\n" if int8 else "fp16\n" if config.flags else "fp32\n")
+        failure = os.environ.get("FAKE_TRT_FAIL_INT8") if int8 else None
+        if os.environ.get("FAKE_TRT_FAIL_ALL"):
+            failure = "Requested amount of GPU memory (1073741824 bytes) could not be allocated."
+        if failure:
+            self.logger.log(self._fake.ILogger.Severity.ERROR, failure)
+            return None  # what the real builder returns when calibration, memory or every tactic fails
         if getattr(config, "progress_monitor", None) is not None:  # absent before 10.0
             config.progress_monitor.phase_start("Building engine", None, 2)
             for step in range(2):
@@ -188,8 +220,14 @@ class _ICudaEngine:
 
 
 class _Runtime:
+    DLA_core = -1
+
     def __init__(self, logger):
         pass
+
+    @property
+    def num_DLA_cores(self):
+        return _Builder.dla_cores
 
     def deserialize_cuda_engine(self, serialized_engine):
         return self._fake.ICudaEngine()
@@ -227,10 +265,11 @@ class _IInt8EntropyCalibrator2:
 
 
 _BEHAVIOUR = {cls.__name__[1:]: cls for cls in (
-    _ILogger, _NetworkDefinitionCreationFlag, _BuilderFlag, _MemoryPoolType, _DeviceType, _ITensor,
+    _ILogger, _NetworkDefinitionCreationFlag, _BuilderFlag, _MemoryPoolType, _DeviceType, _ITensor, _ILayer,
     _INetworkDefinition, _ParserError, _OnnxParser, _ITimingCache, _IOptimizationProfile, _IBuilderConfig,
     _Builder, _ICudaEngine, _Runtime, _IProgressMonitor, _IInt8EntropyCalibrator2)}
-_INTERNAL = {"Builder.dla_cores", "Builder.last", "OnnxParser.fail_at_node", "OnnxParser.errors"}
+_INTERNAL = {"Builder.dla_cores", "Builder.last", "OnnxParser.fail_at_node", "OnnxParser.errors",
+             "INetworkDefinition.layers"}
 
 
 def _refusing_setattr(class_name, real):

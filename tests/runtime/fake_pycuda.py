@@ -1,21 +1,28 @@
-"""A stand-in `pycuda` for tests without a GPU, as strict about contexts as the real one.
+"""A stand-in `pycuda` for tests without a GPU, at least as strict about contexts as the real one.
 
-What it enforces is read from pycuda 2026.1's source (src/cpp/cuda.hpp, src/wrapper/*.cpp) and
-from what a real H200 did (issue 9):
+pycuda keeps one context stack per thread (and the driver one current context per thread). What a
+real H200 (driver 580.159.04, pycuda 2026.1) answered a thread on which no context was pushed,
+recorded by scripts/gpu_daemon_check.py (docs/benchmarks.md), and what this fake does:
 
-- the context stack is per thread: `Context.push()` makes a context current on the calling thread
-  only; a thread where nothing was pushed has no current context;
-- creating a context-dependent object (Stream, Event, pagelocked or device memory) with no current
-  context raises `LogicError: explicit_context_dependent failed: invalid device context - no
-  currently active context?` (pycuda's explicit_context_dependent::acquire_context);
-- every driver call that needs a context (copies, Event.record / synchronize, Stream.synchronize,
-  mem_get_info, freeing memory) raises `LogicError: <cuFunction> failed: invalid device context`
-  on such a thread (CUDA_ERROR_INVALID_CONTEXT, which pycuda maps to LogicError);
-- `Context.pop()` on an empty stack raises `LogicError: context::pop failed: invalid device
-  context - cannot pop non-current context`;
-- a thread that ends with a context still pushed makes real pycuda abort the process ("The context
-  stack was not empty upon module cleanup"): `leaked_threads()` names such threads so a test can
-  fail on them.
+| call on an unbound thread                 | real H200                                              | fake   |
+|-------------------------------------------|--------------------------------------------------------|--------|
+| Event(), Stream()                         | LogicError: explicit_context_dependent failed: invalid | same   |
+|                                           | device context - no currently active context?          |        |
+| mem_alloc, pagelocked_zeros               | LogicError: cuMemAlloc / cuMemHostAlloc failed: invalid | same   |
+|                                           | device context                                         |        |
+| mem_get_info                              | LogicError: cuMemGetInfo failed: invalid device context | same   |
+| DeviceAllocation.free                     | no exception, but a UserWarning "could not be cleaned   | raises |
+|                                           | up": the memory leaks                                  |        |
+| copies, Event.record/synchronize,         | accepted (the handles carry their context; this driver | raises |
+| Stream.synchronize                        | does not insist on a current one)                      |        |
+
+The last two rows are stricter than that driver on purpose: CUDA's driver API is documented to
+need a current context, another driver (a Jetson's) may insist, and a silent leak is worse than
+an error. Also enforced: `Context.pop()` on an empty stack raises `LogicError: context::pop failed:
+invalid device context - cannot pop non-current context`; a thread that ends with a context still
+pushed makes real pycuda abort the process ("The context stack was not empty upon module cleanup",
+src/cpp/cuda.hpp): `leaked_threads()` names such threads so a test can fail on them. One primary
+context per device, shared by every Device object, as the driver has.
 
 Memory is real host memory addressed by pointer, so the fake TensorRT reads and writes it exactly
 where a GPU would; copies check that the device address lies in a live allocation.
@@ -52,6 +59,7 @@ class _State:
         self.initialized = False
         self.allocations = {}  # address -> nbytes of live device (and mapped) memory
         self.calls = []  # (function, thread name) of every context-dependent call, for assertions
+        self.primary = {}  # device number -> its one primary context (every Device object shares it)
 
     def stack(self):
         ident = threading.get_ident()
@@ -125,7 +133,6 @@ def make_fake_pycuda(integrated=False):
             if not state.initialized:
                 raise LogicError("cuDeviceGet failed: initialization error")
             self.number = number
-            self._primary = None
 
         def name(self):
             return "Fake GPU (integrated)" if integrated else "Fake GPU"
@@ -134,9 +141,7 @@ def make_fake_pycuda(integrated=False):
             return {device_attribute.INTEGRATED: int(integrated), device_attribute.CAN_MAP_HOST_MEMORY: 1}
 
         def retain_primary_context(self):
-            if self._primary is None:
-                self._primary = Context(self)
-            return self._primary
+            return state.primary.setdefault(self.number, Context(self))
 
     class Stream:
         def __init__(self, flags=0):
@@ -164,7 +169,7 @@ def make_fake_pycuda(integrated=False):
 
     class DeviceAllocation:
         def __init__(self, nbytes):
-            self.context = state.require(None)
+            self.context = state.require("cuMemAlloc")
             self._block = np.zeros(nbytes, dtype=np.uint8)
             self.address = int(self._block.ctypes.data)
             state.allocations[self.address] = nbytes
@@ -181,7 +186,7 @@ def make_fake_pycuda(integrated=False):
         """pagelocked memory; numpy arrays made from it have it as their `.base`, as in pycuda."""
 
         def __init__(self, shape, dtype, flags):
-            self.context = state.require(None)
+            self.context = state.require("cuMemHostAlloc")
             self.flags = flags
             self._block = np.zeros(shape, dtype=dtype)
             self.__array_interface__ = self._block.__array_interface__

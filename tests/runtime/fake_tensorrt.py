@@ -139,6 +139,8 @@ class ICudaEngine:
 
 
 class Runtime:
+    DLA_core = -1  # the real property: which DLA core deserialized engines run on
+
     def __init__(self, logger):
         self.logger = logger
 
@@ -148,7 +150,9 @@ class Runtime:
         except ValueError:
             self.logger.log(_Severity.ERROR, "The engine plan file is not compatible with this version of TensorRT")
             return None
-        return self.module.ICudaEngine(spec, self.logger)
+        engine = self.module.ICudaEngine(spec, self.logger)
+        engine.loaded_on_dla_core = self.DLA_core
+        return engine
 
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "engine" / "trt_surface_snapshot.json"

@@ -24,6 +24,8 @@ from edge_agent.config_loader import load_config
 from edge_agent.cuda_pool import CudaPool
 from edge_agent.service import Daemon
 
+from onnx_models import dark_spot_model
+
 MODEL_CONFIG = ModelConfig(input=InputConfig(width=8, height=8), output=OutputConfig(classes=["background", "defect"]))
 
 
@@ -115,11 +117,11 @@ def test_edge_agent_run_serves_frames_through_tensorrt_on_its_frame_loop_thread(
     engine = write_engine(tmp_path / "m.engine", shape=(3, 16, 16), max_batch=2)
     monkeypatch.setattr(agent, "prepare_model", lambda config, progress=None: PreparedModel(
         engine, "fp16", engine, "fake-fingerprint"))
-    monkeypatch.setattr(agent, "verify", lambda model: [])  # model.path is the fake engine, not an ONNX to check
     folder = write_images(tmp_path / "images", cv2, count=9)
     frames = len(list(folder.iterdir()))
+    model = dark_spot_model(tmp_path / "m.onnx", size=(16, 16))  # model.path is checked as ONNX at start
     config = load_config(None, {
-        "model": {"path": str(engine), "input": {"width": 16, "height": 16},
+        "model": {"path": str(model), "input": {"width": 16, "height": 16},
                   "output": {"classes": ["background", "defect"]}},
         "backend": {"type": "tensorrt"}, "pipeline": {"max_batch": 2},
         "sources": [{"type": "folder", "name": "line", "path": str(folder)}]})
@@ -130,3 +132,18 @@ def test_edge_agent_run_serves_frames_through_tensorrt_on_its_frame_loop_thread(
     assert ("cuEventRecord", "frame-loop") in gpu._state.calls
     assert gpu.leaked_threads() == []
     assert gpu.Context.get_current() is None
+
+
+def test_int8_and_fp16_engines_are_timed_on_the_same_batch(tmp_path, fake_trt, gpu):
+    """engine/speed.py's timing opens both engines through the real backend (CudaPool on this thread)."""
+    from edge_agent.engine.speed import time_engines
+
+    first, second = write_engine(tmp_path / "int8.engine"), write_engine(tmp_path / "fp16.engine")
+    model = dark_spot_model(tmp_path / "m.onnx", size=(8, 8))
+    config = load_config(None, {"model": {"path": str(model), "input": {"width": 8, "height": 8},
+                                          "output": {"classes": ["background", "defect"]}},
+                                "backend": {"type": "tensorrt"}, "pipeline": {"max_batch": 4}})
+    int8_ms, fp16_ms = time_engines(config, PreparedModel(first, "int8", first), PreparedModel(second, "fp16", second),
+                                    rounds=2, batches=3)
+    assert int8_ms > 0 and fp16_ms > 0
+    assert gpu.leaked_threads() == [] and gpu.Context.get_current() is None

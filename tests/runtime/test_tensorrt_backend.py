@@ -149,3 +149,21 @@ def test_the_fake_offers_nothing_the_real_bindings_lack(version):
     undeclared = [name for name in offered if name not in surface]
     lacking = [name for name in offered if name in surface and not surface[name]["exists"]]
     assert undeclared == [] and lacking == [], (undeclared, lacking)
+
+
+def test_an_engine_built_for_a_dla_core_is_loaded_onto_that_core(tmp_path):
+    engine = write_engine(tmp_path / "m.engine", min_batch=4, max_batch=4)  # DLA: a static profile
+    (tmp_path / "m.engine.json").write_text('{"build": {"dla_core": 1, "device_memory_bytes": 4096}}')
+    with backend_for(engine, HostPool(emulate="pinned")) as backend:
+        assert backend._engine.loaded_on_dla_core == 1
+        for n in (1, 3, 4):  # smaller batches run padded to the static batch of 4
+            backend.input_buffer[:n] = n
+            out = backend.infer(n)
+            assert out.shape[0] == n
+            np.testing.assert_array_equal(out[:, 1], 2 * n)
+        assert backend._context.input_shape[0] == 4
+
+
+def test_an_engine_without_dla_is_loaded_with_the_default_core(tmp_path):
+    with backend_for(write_engine(tmp_path / "m.engine"), HostPool(emulate="pinned")) as backend:
+        assert backend._engine.loaded_on_dla_core == -1
