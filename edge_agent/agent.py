@@ -31,7 +31,11 @@ def load_backend(config: AgentConfig, progress: Optional[Progress] = None,
     report = backend.budget.admit(backend.memory_plan())
     log.info("memory plan admitted: %.1f MB of %d MB (%.1f MB available)", report.total_bytes / 2**20,
              config.memory.limit_mb, report.available_bytes / 2**20)
-    backend.open()
+    try:
+        backend.open()
+    except BaseException:
+        backend.close()  # a half-open backend (e.g. the warm-up failed) gives back what it holds
+        raise
     return backend
 
 
@@ -46,11 +50,16 @@ def open_backend(config: AgentConfig, progress: Optional[Progress] = None) -> It
 
 
 @contextlib.contextmanager
-def running_pipeline(config: AgentConfig, registry: Registry,
-                     sinks: Sequence[ResultSink] = (), progress: Optional[Progress] = None) -> Iterator[Pipeline]:
+def running_pipeline(config: AgentConfig, registry: Registry, sinks: Sequence[ResultSink] = (),
+                     progress: Optional[Progress] = None, backend: Optional[Backend] = None) -> Iterator[Pipeline]:
     """Backend open, sources started; yields the pipeline ready for `run`. Sinks stay the caller's:
-    telemetry must outlive the pipeline to flush what the last frames produced."""
-    with open_backend(config, progress) as backend:
+    telemetry must outlive the pipeline to flush what the last frames produced. A `backend` already
+    opened for this config (a reload's dry run) is used, and closed at the end, instead of a new one."""
+    with contextlib.ExitStack() as stack:
+        if backend is None:
+            backend = stack.enter_context(open_backend(config, progress))
+        else:
+            stack.callback(backend.close)
         memory = backend.memory()
         log.info("model %s loaded on %s (%s): %.1f MB host, %.1f MB device", config.model.path.name,
                  backend.name, backend.model.precision, memory.host_bytes / 2**20, memory.device_bytes / 2**20)

@@ -6,6 +6,7 @@ anything else is a bug and keeps its traceback and a non-zero exit, so systemd s
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -37,7 +38,7 @@ def _positive_int(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:  # nan compares False with everything: it never stops
         raise argparse.ArgumentTypeError("must be greater than 0, got {}".format(text))
     return value
 
@@ -329,15 +330,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _mqtt_override(value: Optional[str]) -> Optional[Dict[str, Any]]:
-    """`--mqtt HOST[:PORT]` as config overrides."""
+    """`--mqtt HOST[:PORT]` (or `[IPv6]:PORT`) as config overrides."""
     if value is None:
         return None
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        host, port = value, "1883"
+    example = "e.g. --mqtt localhost, --mqtt 10.0.0.5:1883 or --mqtt [fd00::5]:1883"
+    host, port = value, "1883"
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise EdgeAgentError("--mqtt {!r}: an IPv6 address goes in brackets, {}".format(value, example))
+        port = rest[1:] if rest else port
+    elif value.count(":") == 1:
+        host, port = value.split(":")
     if not host:
-        raise EdgeAgentError("--mqtt {!r}: give a broker host name, e.g. --mqtt localhost or --mqtt 10.0.0.5:1883"
-                             .format(value))
+        raise EdgeAgentError("--mqtt {!r}: give a broker host name, {}".format(value, example))
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise EdgeAgentError("--mqtt {!r}: the port {!r} is not a number from 1 to 65535, {}".format(
+            value, port, example))
     return {"mqtt": {"enabled": True, "host": host, "port": int(port)}}
 
 

@@ -12,7 +12,7 @@ from typing_extensions import Annotated
 
 from edge_agent.backends.onnxruntime import OnnxRuntimeConfig
 from edge_agent.engine.config import EngineConfig, TensorRTConfig
-from edge_agent.ids import NAME_PATTERN
+from edge_agent.ids import NAME_MAX_LENGTH, NAME_PATTERN
 from edge_agent.inspection_config import EvidenceConfig, SanityConfig, SinksConfig
 from edge_agent.rollout.config import RolloutConfig
 from edge_agent.sources.config import SourceConfig, SyntheticSourceConfig
@@ -30,10 +30,12 @@ class StrictModel(BaseModel):
 
 
 class DeviceConfig(StrictModel):
-    id: str = Field("edge-agent-demo", pattern=NAME_PATTERN,
+    id: str = Field("edge-agent-demo", pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH,
                     description="Device id, used in MQTT topics and the client id ([a-z0-9_-]).")
-    site: str = Field("site", pattern=NAME_PATTERN, description="Plant or site id ([a-z0-9_-]).")
-    line: str = Field("line", pattern=NAME_PATTERN, description="Production line id ([a-z0-9_-]).")
+    site: str = Field("site", pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH,
+                      description="Plant or site id ([a-z0-9_-]).")
+    line: str = Field("line", pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH,
+                      description="Production line id ([a-z0-9_-]).")
 
 
 class InputConfig(StrictModel):

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from typing_extensions import Annotated, get_args, get_origin
 
 from edge_agent.config import AgentConfig
+from edge_agent.config_yaml import read_yaml, top_level_mapping
 from edge_agent.errors import ConfigError
 
 
@@ -25,7 +26,8 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Optional[Dic
     where = "defaults"
     if path is not None:
         where = str(path)
-        data, lines = _read_yaml(Path(path))
+        raw, lines = read_yaml(Path(path))
+        data = top_level_mapping(raw, Path(path))
     if overrides:
         data = _merge(data, overrides)
     try:
@@ -34,45 +36,6 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Optional[Dic
         raise ConfigError(_format_validation_error(exc, where, lines)) from None
     _check_files(config, where, lines, base=Path(path).parent if path is not None else Path.cwd())
     return config
-
-
-def _read_yaml(path: Path) -> Tuple[Dict[str, Any], Dict[Tuple[Any, ...], int]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("{}: config file not found. Pass an existing file with --config.".format(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("{}: cannot read config file: {}".format(path, exc)) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = " line {}, column {}".format(mark.line + 1, mark.column + 1) if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError("{}:{}: YAML syntax error: {}. Check indentation and quoting there.".format(
-            path, at, problem)) from None
-    if data is None:
-        return {}, {}
-    if not isinstance(data, dict):
-        raise ConfigError("{}: the top level must be a mapping of keys (device:, model:, ...), got {}".format(
-            path, type(data).__name__))
-    lines: Dict[Tuple[Any, ...], int] = {}
-    _collect_lines(node, (), lines)
-    return data, lines
-
-
-def _collect_lines(node: Any, prefix: Tuple[Any, ...], out: Dict[Tuple[Any, ...], int]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            loc = prefix + (key_node.value,)
-            out[loc] = key_node.start_mark.line + 1
-            _collect_lines(value_node, loc, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            loc = prefix + (index,)
-            out[loc] = item.start_mark.line + 1
-            _collect_lines(item, loc, out)
 
 
 def _merge(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
@@ -198,17 +161,12 @@ def _check_files(config: AgentConfig, where: str, lines: Dict[Tuple[Any, ...], i
             model_path)))
     else:
         config.model.path = model_path
-    for index, source in enumerate(config.sources):
+    for source in config.sources:
         path = getattr(source, "path", None)
-        if path is None:
-            continue
-        full = resolve(path)
-        if source.type == "folder" and not full.is_dir():
-            problems.append((("sources", index, "path"), "folder {} does not exist.".format(full)))
-        elif source.type == "video" and not full.is_file():
-            problems.append((("sources", index, "path"), "video file {} does not exist.".format(full)))
-        else:
-            source.path = full
+        if path is not None:
+            # A missing folder or video is not a config error: like an unplugged camera, the
+            # source retries until it appears, and the other sources keep inspecting.
+            source.path = resolve(path)
     for name in ("state_dir", "cache_dir"):
         value = getattr(config.paths, name)
         if value is not None:

@@ -23,3 +23,9 @@ class BackendUnavailable(EdgeAgentError):
 
 class EngineError(EdgeAgentError):
     """Preparing or building a model failed (calibration, quantization, TensorRT build, cache)."""
+
+
+class StopRequested(EdgeAgentError):
+    """A stop (SIGTERM/SIGINT) arrived during a long step such as an engine build: not a failure."""
+
+    exit_code = 0

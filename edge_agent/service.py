@@ -24,16 +24,19 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from edge_agent.agent import running_pipeline
+from edge_agent.backends.base import Backend
 from edge_agent.config import AgentConfig
 from edge_agent.config_loader import load_config
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import EdgeAgentError, StopRequested
 from edge_agent.local_sinks import open_local_sinks
 from edge_agent.metrics import Registry
 from edge_agent.pipeline import Pipeline
 from edge_agent.rollout.controller import Rollout
 from edge_agent.rollout.session import effective_config, rollout_session
 from edge_agent.sdnotify import Notifier
+from edge_agent.service_reload import dry_run
 from edge_agent.service_watchdog import Watchdog
+from edge_agent.supervisor import SUPERVISOR, TaskStatus
 from edge_agent.telemetry import open_telemetry, pipeline_facts
 from edge_agent.telemetry.prometheus import open_prometheus
 from edge_agent.view.state import ViewState, pipeline_health
@@ -85,6 +88,7 @@ class Daemon:
         self.config_path = config_path
         self.notifier = notifier if notifier is not None else Notifier.from_environment()
         self.registry = Registry()
+        self.supervisor = SUPERVISOR
         self.telemetry: Any = None
         self.exporter: Any = None  # Prometheus /metrics, when prometheus.listen is set
         self.stop_requested = threading.Event()
@@ -97,6 +101,9 @@ class Daemon:
         self.phase_text = "starting"
         self.progress_at = time.monotonic()
         self._ready_sent = False
+        self.reload_refusals = 0
+        self.last_reload_error = ""
+        self._next_backend: Optional[Backend] = None  # opened by a reload's dry run for the next _serve
 
     # ---- signals (handlers only set flags; the main thread acts) ----
     def _on_stop_signal(self, signum: int, _frame: Any) -> None:
@@ -115,6 +122,7 @@ class Daemon:
         previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
         faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` dumps every thread's stack
         self.watchdog.start()
+        self.supervisor.add_listener(self._on_task_change)
         code = 1
         try:
             self.exporter = open_prometheus(self.config, self.registry)
@@ -125,6 +133,14 @@ class Daemon:
                     code = 0 if outcome in ("stopped", "finished") else 1
                     break
             return code
+        except StopRequested as exc:
+            log.info("%s", exc)
+            code = exc.exit_code
+            return code
+        except EdgeAgentError as exc:  # logged here so that the exit line below tells the real status
+            log.error("%s", exc)
+            code = exc.exit_code
+            return code
         finally:
             self.set_phase("stopping", "stopping")
             self.notifier.stopping("stopping: flushing telemetry")
@@ -134,6 +150,7 @@ class Daemon:
             if self.exporter is not None:
                 self.exporter.close()
             self.watchdog.stop()
+            self.supervisor.remove_listener(self._on_task_change)
             faulthandler.unregister(signal.SIGUSR1)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -144,12 +161,14 @@ class Daemon:
         """Start the pipeline for `config`, run until stop / reload / end; returns which happened."""
         serving = effective_config(config)  # a model rolled out earlier keeps serving after a restart
         self.set_phase("loading", "loading model {}".format(serving.model.path.name))
+        backend, self._next_backend = self._next_backend, None
         with contextlib.ExitStack() as stack:
             # evidence, jsonl and the live view: closed after the pipeline stopped (the ExitStack's order)
             local = stack.enter_context(contextlib.closing(open_local_sinks(serving, self.registry, ViewState(
                 self.registry, serving.device.id, lambda: pipeline_health(self.pipeline, self.phase)))))
             sinks = local.ordered(self.telemetry)
-            pipeline = stack.enter_context(running_pipeline(serving, self.registry, sinks, self._on_build_progress))
+            pipeline = stack.enter_context(running_pipeline(serving, self.registry, sinks, self._on_build_progress,
+                                                            backend=backend))
             if self.stop_requested.is_set():
                 return "stopped"
             self.pipeline = pipeline
@@ -203,32 +222,76 @@ class Daemon:
                     return "reload"
 
     def _apply_reload(self) -> bool:
-        """Load the config file again; True when a new valid config replaced the old one."""
+        """Load the config file again and try it out in full (service_reload.dry_run) while the
+        running pipeline goes on; True when the new config is ready to replace the old one."""
         if self.config_path is None:
             log.warning("reload ignored: the agent was started without a config file")
             return False
         try:
             new = load_config(self.config_path)
         except EdgeAgentError as exc:
-            log.error("reload refused, still running the previous config: %s", exc)
-            self.notifier.status("reload refused (config invalid, see journal); running the previous config")
+            self._refuse_reload("config invalid", exc)
             return False
         if new == self.config:
             log.info("reload: %s is unchanged; nothing to do", self.config_path)
             return False
+        log.info("reload: trying out the new config from %s before stopping the running one", self.config_path)
+        phase, text = self.phase, self.phase_text
+        try:
+            backend = dry_run(new, effective_config(new), self._on_build_progress)
+        except StopRequested:
+            return False  # the stop request is acted on by _supervise
+        except EdgeAgentError as exc:
+            self._refuse_reload("it cannot be used", exc)
+            return False
+        finally:
+            self.set_phase(phase, text)
         old, self.config = self.config, new
-        if self.telemetry is not None and (new.mqtt != old.mqtt or new.device != old.device):
-            log.info("reload: the mqtt/device settings changed; reconnecting telemetry")
+        self._next_backend = backend
+        self.registry.health.clear("reload")
+        if self.telemetry is not None and (new.mqtt != old.mqtt or new.device != old.device or
+                                           new.paths != old.paths):
+            log.info("reload: the mqtt/device/paths settings changed; reconnecting telemetry")
             self.telemetry.close(FLUSH_TIMEOUT_S)
             self.telemetry = None
         if self.telemetry is None:
-            self.telemetry = open_telemetry(new, self.registry)
+            self.telemetry = self._open_telemetry(new, old)
         log.info("reload: applying the new config from %s (the MQTT session is kept when its settings did "
                  "not change)", self.config_path)
         return True
 
+    def _refuse_reload(self, why: str, exc: Exception) -> None:
+        log.error("reload refused (%s), still running the previous config: %s", why, exc)
+        self.notifier.status("reload refused ({}, see journal); running the previous config".format(why))
+        self.reload_refusals += 1
+        self.last_reload_error = "{}: {}".format(why, exc)
+        # published in the retained status (degraded, with the reason) until a reload succeeds
+        self.registry.health.report("reload", "refused, running the previous config: {}".format(
+            str(exc).splitlines()[0][:300]))
+
+    def _on_task_change(self, task: TaskStatus) -> None:
+        """Supervised threads' failures go into the agent's health (the MQTT status says degraded
+        with the reason) while they recover; the watchdog acts only when recovery failed."""
+        problem = task.state in ("restarting", "failed", "stuck")
+        self.registry.health.report("thread " + task.name, "{} ({} failures): {}".format(
+            task.state, task.failures, task.reason) if problem else None)
+
+    def _open_telemetry(self, new: AgentConfig, old: AgentConfig) -> Any:
+        """The new telemetry; when it cannot open after all (the dry run checked its files), the
+        old settings' telemetry again, so that a reload never leaves the agent without one."""
+        try:
+            return open_telemetry(new, self.registry)
+        except EdgeAgentError as exc:
+            log.error("reload: telemetry with the new settings failed (%s); keeping the previous broker settings",
+                      exc)
+            return open_telemetry(old, self.registry)
+
     def _on_build_progress(self, text: str, fraction: Optional[float]) -> None:
-        """Engine preparation reports every few seconds: tell systemd it may take longer."""
+        """Engine preparation reports every few seconds: tell systemd it may take longer. A stop
+        request ends the build here (its child process is terminated): SIGTERM is not held back
+        for the minutes a TensorRT build takes on a board."""
+        if self.stop_requested.is_set():
+            raise StopRequested("stop requested during '{}': the build was interrupted".format(text))
         status = text if fraction is None else "{} {:.0f} %".format(text, fraction * 100)
         self.set_phase("building", status)
         self.notifier.extend_timeout(BUILD_EXTEND_S, status)

@@ -10,6 +10,9 @@ WATCHDOG=1 is sent only when both hold:
   loading or an engine is building, progress reports and phase changes count instead.
 - telemetry's publisher says it is healthy (`Telemetry.health()`); a broker that is merely
   unreachable is not a failure (the outbox keeps the messages), a dead publisher thread is.
+- no supervised background thread (edge_agent/supervisor.py) has exhausted its in-process
+  recovery: a thread that crashed is restarted with backoff and only reported while it recovers;
+  pings stop when it keeps failing (or is stuck), so systemd restarts the whole service.
 
 The STATUS= line (shown by `systemctl status edge-agent`) says the same in words.
 """
@@ -18,6 +21,8 @@ import logging
 import threading
 import time
 from typing import Any, List, Tuple
+
+import psutil
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,7 @@ class Watchdog:
         self._status_at = 0.0
         self._last_status = ""
         self._fps = 0.0
+        self._over_budget = False
 
     def start(self) -> None:
         self._thread.start()
@@ -92,6 +98,12 @@ class Watchdog:
             if quiet > LOAD_STALL_S:
                 return False, "{}: no progress for {:.0f} s".format(daemon.phase_text, quiet)
             text = daemon.phase_text
+        text += self._memory_text(daemon.config.memory.limit_mb)
+        for task in daemon.supervisor.problems():
+            what = "{} {} ({} failures): {}".format(task.name, task.state, task.failures, task.reason)
+            if task.recovery_failed:
+                return False, "{}; {}; watchdog withheld so systemd restarts the service".format(text, what)
+            text = "{}; {}".format(text, what)
         telemetry = daemon.telemetry
         if telemetry is not None:
             ok, telemetry_text = telemetry.health()
@@ -99,6 +111,22 @@ class Watchdog:
                 return False, "{}; telemetry stuck: {}".format(text, telemetry_text)
             text = "{}; {}".format(text, telemetry_text)
         return True, text
+
+    def _memory_text(self, limit_mb: int) -> str:
+        """The memory budget gates admission at load time; here the running process is compared with
+        it: above it, STATUS says so and the log warns once per crossing (not a watchdog failure:
+        systemd's MemoryMax is the hard stop)."""
+        rss_mb = psutil.Process().memory_info().rss / 2**20
+        over = rss_mb > limit_mb
+        if over != self._over_budget:
+            if over:
+                log.warning("resident memory %.0f MB is above memory.limit_mb %d MB: the admitted plan did not "
+                            "cover everything; raise memory.limit_mb or look for growth (metrics process_rss_mb)",
+                            rss_mb, limit_mb)
+            else:
+                log.info("resident memory %.0f MB is within memory.limit_mb %d MB again", rss_mb, limit_mb)
+            self._over_budget = over
+        return "; RSS {:.0f} MB over memory.limit_mb {} MB".format(rss_mb, limit_mb) if over else ""
 
     def _running_text(self, pipeline: Any, now: float) -> str:
         frames = pipeline.registry.counter_total("frames_processed")

@@ -89,3 +89,31 @@ def test_bench_prints_both_throughputs_and_the_ratio():
     result = json.loads(proc.stdout)
     assert result["backend_fps"] > 0 and result["pipeline_fps"] > 0
     assert result["ratio"] == pytest.approx(result["pipeline_fps"] / result["backend_fps"], rel=1e-3)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0"])
+def test_demo_duration_must_be_a_finite_positive_number(value):
+    proc = _cli("demo", "--duration", value, "--json", timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "--duration" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("localhost:notaport", "the port 'notaport' is not a number"),
+    ("localhost:70000", "the port '70000' is not a number from 1 to 65535"),
+    (":1883", "give a broker host name"),
+    ("[fd00::5", "IPv6 address goes in brackets"),
+])
+def test_demo_mqtt_with_a_bad_port_is_one_clear_error(value, fragment):
+    proc = _cli("demo", "--mqtt", value, "--frames", "1", timeout=60)
+    assert proc.returncode == 1 and fragment in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_mqtt_override_accepts_host_port_and_ipv6():
+    from edge_agent.cli import _mqtt_override
+
+    assert _mqtt_override("broker")["mqtt"]["port"] == 1883
+    assert _mqtt_override("10.0.0.5:8883")["mqtt"] == {"enabled": True, "host": "10.0.0.5", "port": 8883}
+    assert _mqtt_override("[fd00::5]:1884")["mqtt"]["host"] == "fd00::5"
+    assert _mqtt_override("fd00::5")["mqtt"] == {"enabled": True, "host": "fd00::5", "port": 1883}

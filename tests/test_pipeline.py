@@ -221,6 +221,80 @@ def test_stop_finishes_the_frames_in_flight(dark_model):
     assert registry.counter_total("frames_captured") - registry.counter_total("frames_processed") <= 2
 
 
+def test_a_fifo_named_png_does_not_block_its_folder(tmp_path, dark_model):
+    import os
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    os.mkfifo(str(folder / "a-fifo.png"))  # nobody ever writes it: opening it for reading blocks forever
+    for i in range(3):
+        cv2.imwrite(str(folder / "b{}.png".format(i)), dark_square_image())
+    started = time.monotonic()
+    results, _, states = _run(_dark_config(dark_model, [{"type": "folder", "name": "f", "path": str(folder)}]),
+                              duration=20)
+    assert len(results) == 3 and states["f"][0] == "finished"
+    assert time.monotonic() - started < 10
+
+
+def test_a_missing_folder_is_retried_until_it_appears(tmp_path, dark_model):
+    folder = tmp_path / "later"
+    config = _dark_config(dark_model, [{"type": "folder", "name": "late", "path": str(folder),
+                                        "retry_initial_s": 0.05, "retry_max_s": 0.1},
+                                       {"type": "video", "name": "novid", "path": str(tmp_path / "none.mp4"),
+                                        "retry_initial_s": 0.05, "retry_max_s": 0.1}])
+
+    def appear():
+        time.sleep(0.5)
+        staging = tmp_path / "staging"
+        staging.mkdir()
+        cv2.imwrite(str(staging / "a.png"), dark_square_image())
+        staging.rename(folder)
+
+    helper = threading.Thread(target=appear)
+    helper.start()
+    results, registry, states = _run(config, duration=2.5)
+    helper.join()
+    assert [r[0] for r in results] == ["late"]
+    assert states["novid"][0] == "retrying" and "does not exist" in states["novid"][1]
+    assert registry.counter_total("source_failures") >= 3
+
+
+def test_a_source_whose_reader_crashes_is_restarted_by_the_supervisor():
+    import numpy as np
+
+    from edge_agent.sources.config import SyntheticSourceConfig
+    from edge_agent.sources.readers import Reader
+    from edge_agent.sources.runner import FrameBoard, SourceRunner
+    from edge_agent.supervisor import Supervisor
+
+    opened = []
+
+    class Buggy(Reader):
+        def grab(self):
+            if len(opened) < 3:
+                opened.append(1)
+                raise KeyError("a reader bug")  # not a SourceError: a crash
+            return None
+
+        def retrieve(self, grabbed):
+            return np.zeros((8, 8, 3), np.uint8), None
+
+    registry = Registry()
+    board = FrameBoard(["bug"], registry)
+    supervisor = Supervisor()
+    config = SyntheticSourceConfig(name="bug", retry_initial_s=0.02, retry_max_s=0.05)
+    runner = SourceRunner(config, board, registry, lambda _c: Buggy(), supervisor=supervisor)
+    runner.start()
+    frames = []
+    deadline = time.monotonic() + 5
+    while not frames and time.monotonic() < deadline:
+        board.take(1, 0, 0.1, frames)
+    runner.stop()
+    runner.join()
+    assert frames and supervisor.failures() == {"source-bug": 3}
+    assert registry.counter_total("source_failures") == 3
+
+
 def test_many_live_sources_are_served_fairly_and_every_frame_is_accounted_for(dark_model):
     """Six 60 fps cameras and a slow sink: the pipeline cannot serve all frames, so it sheds
     undecoded frames, serves every camera about equally and counts each frame that it drops."""

@@ -6,13 +6,13 @@ from typing import Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import Annotated
 
-from edge_agent.ids import NAME_PATTERN
+from edge_agent.ids import NAME_MAX_LENGTH, NAME_PATTERN
 
 
 class _SourceBase(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
-    name: str = Field("cam0", pattern=NAME_PATTERN,
+    name: str = Field("cam0", pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH,
                       description="Source name, unique, used in events ([a-z0-9_-]).")
     fps: float = Field(0, ge=0, le=1000, description=(
         "Frames per second to deliver. 0: as fast as it reads; files and the synthetic camera then wait for the "

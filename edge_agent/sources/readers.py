@@ -8,7 +8,9 @@ type is in docs/sources.md ("Load shedding")."""
 
 import abc
 import logging
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
@@ -103,7 +105,8 @@ class FolderReader(Reader):
 
     def open(self) -> None:
         try:
-            self._files = sorted(p for p in self._folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            self._files = sorted(p for p in self._folder.iterdir()
+                                 if p.suffix.lower() in IMAGE_SUFFIXES and regular_file(p))
         except OSError as exc:
             raise SourceError("cannot list folder {}: {}".format(self._folder, exc.strerror or exc)) from None
         if not self._files:
@@ -121,7 +124,9 @@ class FolderReader(Reader):
         return str(grabbed)
 
     def retrieve(self, grabbed: Path) -> Decoded:
-        image = cv2.imread(str(grabbed), cv2.IMREAD_COLOR)
+        # checked again at read time: a FIFO or device swapped in under an image's name would
+        # block imread (and this source) forever
+        image = cv2.imread(str(grabbed), cv2.IMREAD_COLOR) if regular_file(grabbed) else None
         if image is not None:
             self._undecodable = 0
             return image, None
@@ -136,8 +141,10 @@ class CaptureReader(Reader):
     """OpenCV VideoCapture for video files, USB cameras, RTSP and GStreamer pipelines."""
 
     def __init__(self, target: Any, backend: int, describe: str, live: bool, loop: bool = False,
-                 size: Tuple[Optional[int], Optional[int]] = (None, None), raw_packets: bool = False) -> None:
+                 size: Tuple[Optional[int], Optional[int]] = (None, None), raw_packets: bool = False,
+                 file: bool = False) -> None:
         self._target = target
+        self._file = file
         self._backend = backend
         self._describe = describe
         self.live = live
@@ -148,6 +155,9 @@ class CaptureReader(Reader):
         self._raw = False  # grab copies encoded JPEG packets; retrieve decodes them (MJPG files)
 
     def open(self) -> None:
+        if self._file and not regular_file(Path(self._target)):
+            what = "does not exist" if not os.path.lexists(self._target) else "is not a regular file"
+            raise SourceError("{} {}".format(self._describe, what))
         capture = cv2.VideoCapture(self._target, self._backend)
         if not capture.isOpened():
             capture.release()
@@ -201,7 +211,7 @@ def open_reader(config: Any) -> Reader:
         return FolderReader(config)
     if isinstance(config, VideoSourceConfig):
         return CaptureReader(str(config.path), cv2.CAP_ANY, "video file {}".format(config.path),
-                             live=False, loop=config.loop, raw_packets=True)
+                             live=False, loop=config.loop, raw_packets=True, file=True)
     if isinstance(config, CameraSourceConfig):
         target = config.device
         return CaptureReader(target, cv2.CAP_V4L2 if isinstance(target, str) else cv2.CAP_ANY,
@@ -219,6 +229,14 @@ def open_reader(config: Any) -> Reader:
 
 def opencv_has_gstreamer() -> bool:
     return re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()) is not None
+
+
+def regular_file(path: Path) -> bool:
+    """True for a regular file (through symlinks); FIFOs, sockets and devices would block a read."""
+    try:
+        return stat.S_ISREG(os.stat(str(path)).st_mode)
+    except OSError:
+        return False
 
 
 def _fourcc(capture: Any) -> str:

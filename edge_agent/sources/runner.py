@@ -17,6 +17,7 @@ from typing import Any, Callable, NamedTuple, Optional
 from edge_agent.metrics import Registry
 from edge_agent.sources.board import Frame, FrameBoard
 from edge_agent.sources.readers import EndOfStream, Reader, SourceError, UndecodableFrame, open_reader
+from edge_agent.supervisor import SUPERVISOR, Supervisor, Task
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +33,20 @@ class SourceRunner:
     """Runs one reader in a named thread: open, read, pace, hand off; on failure retry with backoff."""
 
     def __init__(self, config: Any, board: FrameBoard, registry: Registry,
-                 reader_factory: Callable[[Any], Reader] = open_reader, nice: int = 0) -> None:
+                 reader_factory: Callable[[Any], Reader] = open_reader, nice: int = 0,
+                 supervisor: Optional[Supervisor] = None) -> None:
         self.config = config
         self.name = config.name
         self.state = "starting"
         self.reason = ""
         self._board = board
         self._reader_factory = reader_factory
+        self._supervisor = supervisor if supervisor is not None else SUPERVISOR
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="source-" + self.name, daemon=True)
+        self._task: Optional[Task] = None
+        self._index = 0
         self._nice = nice
+        self._niced = False
         self._health = registry.health
         self._captured = registry.counter("frames_captured", source=self.name)
         self._decoded = registry.counter("frames_decoded", source=self.name)
@@ -52,46 +57,55 @@ class SourceRunner:
         self._undecodable = board.dropped(self.name, "undecodable")
 
     def start(self) -> None:
-        self._thread.start()
+        # A bug in a reader (anything but SourceError) is the supervisor's: logged, counted and
+        # restarted with the source's own backoff, while the other sources keep going.
+        self._task = self._supervisor.spawn("source-" + self.name, self._run, self.config.retry_initial_s,
+                                            self.config.retry_max_s, on_exit=self._ended)
 
     def stop(self) -> None:
         self._stop.set()
+        if self._task is not None:
+            self._task.stop()
         self._board.wake(self.name)
 
     def join(self, timeout: float = 5.0) -> None:
-        self._thread.join(timeout)
+        if self._task is not None:
+            self._task.join(timeout)
 
-    def _run(self) -> None:
+    def _run(self, _stop: threading.Event) -> None:
         delay = self.config.retry_initial_s
-        index = 0
-        _lower_priority(self._nice)
-        try:
-            while not self._stop.is_set():
-                reader = self._reader_factory(self.config)
-                try:
-                    reader.open()
-                    self._board.set_away(self.name, False)
-                    self._set_state("running", "")
-                    delay = self.config.retry_initial_s
-                    index = self._deliver(reader, index)
-                    if not self._stop.is_set():
-                        self._set_state("finished", "end of input")
-                    return
-                except SourceError as exc:
-                    self._board.set_away(self.name, True)  # not asked for frames while it retries
-                    self._failures.inc()
-                    self._set_state("retrying", "{}; retrying in {:.0f} s".format(exc, delay))
-                finally:
-                    reader.close()
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.config.retry_max_s)
-        except Exception:  # a bug in one source must not stop the others
-            log.exception("source %s crashed", self.name)
-            self._set_state("failed", "crashed; see the log")
-        finally:
-            if self.state not in ("finished", "failed"):
-                self._set_state("stopped", "")
-            self._board.close_source(self.name)
+        if not self._niced:  # once per thread: a restart runs in the same thread
+            _lower_priority(self._nice)
+            self._niced = True
+        while not self._stop.is_set():
+            reader = self._reader_factory(self.config)
+            try:
+                reader.open()
+                self._board.set_away(self.name, False)
+                self._set_state("running", "")
+                delay = self.config.retry_initial_s
+                self._index = self._deliver(reader, self._index)
+                if not self._stop.is_set():
+                    self._set_state("finished", "end of input")
+                return
+            except SourceError as exc:
+                self._board.set_away(self.name, True)  # not asked for frames while it retries
+                self._failures.inc()
+                self._set_state("retrying", "{}; retrying in {:.0f} s".format(exc, delay))
+            except Exception as exc:
+                self._board.set_away(self.name, True)
+                self._failures.inc()
+                self._set_state("restarting", "crashed ({}: {}); see the log".format(type(exc).__name__, exc))
+                raise
+            finally:
+                reader.close()
+            self._stop.wait(delay)
+            delay = min(delay * 2, self.config.retry_max_s)
+
+    def _ended(self) -> None:
+        if self.state != "finished":
+            self._set_state("stopped", "")
+        self._board.close_source(self.name)
 
     def _deliver(self, reader: Reader, index: int) -> int:
         period = 1.0 / self.config.fps if self.config.fps > 0 else 0.0
@@ -154,11 +168,11 @@ class SourceRunner:
 
     def _set_state(self, state: str, reason: str) -> None:
         if (state, reason) != (self.state, self.reason):
-            level = logging.WARNING if state in ("retrying", "failed") else logging.INFO
+            level = logging.WARNING if state in ("retrying", "restarting") else logging.INFO
             log.log(level, "source %s: %s%s", self.name, state, " (" + reason + ")" if reason else "")
         self.state, self.reason = state, reason
         # A failing source degrades the agent (status, Prometheus) until it delivers again.
-        self._health.report("source " + self.name, "down: " + reason if state in ("retrying", "failed") else None)
+        self._health.report("source " + self.name, "down: " + reason if state in ("retrying", "restarting") else None)
 
 
 def _lower_priority(nice: int) -> None:

@@ -5,7 +5,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge_agent.ids import NAME_PATTERN
+from edge_agent.ids import NAME_MAX_LENGTH, NAME_PATTERN
 
 
 class _Strict(BaseModel):
@@ -30,8 +30,10 @@ class CropConfig(_Strict):
     enabled: bool = Field(False, description="Attach a small JPEG crop of each defect to its event.")
     max_side_px: int = Field(128, ge=16, le=1024, description="Longest side of the crop after downscaling, in pixels.")
     jpeg_quality: int = Field(80, ge=10, le=100, description="Starting JPEG quality; lowered until the crop fits.")
-    max_bytes: int = Field(16384, ge=1024, le=262144,
-                           description="Largest JPEG sent; a crop that cannot fit is left out (crop_omitted).")
+    max_bytes: int = Field(16384, ge=1024, le=65536,
+                           description="Largest JPEG sent; a crop that cannot fit is left out (crop_omitted). "
+                                       "At most 64 kB: the event (base64 crop + fields) must stay below the "
+                                       "message size limits of managed brokers (often 128 kB).")
     margin_px: int = Field(8, ge=0, le=256, description="Context kept around the defect's box, in frame pixels.")
 
 
@@ -46,11 +48,12 @@ class MqttConfig(_Strict):
     enabled: bool = Field(False, description="Publish telemetry to an MQTT broker. Turned on when any other mqtt "
                                              "key is set and this one is not (a broker configured is a broker "
                                              "meant); set it to false to keep the settings but publish nothing.")
-    host: str = Field("localhost", min_length=1, description="Broker host name or address.")
+    host: str = Field("localhost", min_length=1, max_length=253, description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker TCP port (1883 plain, 8883 usually TLS).")
     protocol: Literal["5", "3.1.1"] = Field(
         "5", description="MQTT protocol version. 5 reports refused publishes (ACL); 3.1.1 silently accepts them.")
-    client_id: Optional[str] = Field(None, description="MQTT client id; null: 'edge-agent-' + device.id.")
+    client_id: Optional[str] = Field(None, min_length=1, max_length=128,
+                                     description="MQTT client id; null: 'edge-agent-' + device.id.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="Keepalive interval; the broker declares us "
                              "offline (Last Will) after about 1.5 times this without traffic.")
     username: Optional[str] = Field(None, description="User name for password authentication.")
@@ -60,7 +63,7 @@ class MqttConfig(_Strict):
         None, description="systemd credential name holding the password (LoadCredential=NAME:PATH in the unit); "
                           "read from $CREDENTIALS_DIRECTORY/NAME.")
     tls: MqttTlsConfig = Field(MqttTlsConfig(), description="Transport security.")
-    topic_root: str = Field("edge-agent", pattern=NAME_PATTERN,
+    topic_root: str = Field("edge-agent", pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH,
                             description="First topic level: {topic_root}/v1/{site}/{line}/{device}/... ([a-z0-9_-]).")
     metrics_interval_s: float = Field(10.0, ge=0.1, le=3600, description="Seconds between metrics messages.")
     outbox_max_mb: float = Field(
@@ -69,6 +72,11 @@ class MqttConfig(_Strict):
     event_queue_size: int = Field(
         10000, ge=10, le=1000000, description="Frames with defects held in memory between the frame loop and the "
                                               "outbox writer; overflow is counted, never waited for.")
+    max_message_kb: int = Field(
+        128, ge=1, le=262144, description="Largest MQTT message sent, in kB (the broker's own limit, announced in "
+                                          "its MQTT v5 CONNACK, applies too). A queued message larger than the "
+                                          "limit is moved aside and counted (outbox_rejected_total), never resent. "
+                                          "128 suits most managed brokers.")
     inflight_max: int = Field(100, ge=1, le=65535, description="Messages sent but not yet acknowledged at once.")
     reconnect_min_s: float = Field(1.0, gt=0, le=60, description="First wait before reconnecting.")
     reconnect_max_s: float = Field(60.0, gt=0, le=3600, description="Longest wait between reconnects (backoff cap).")

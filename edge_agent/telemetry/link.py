@@ -103,8 +103,8 @@ def reply_properties(correlation: Optional[bytes]) -> Optional[Properties]:
 
 class BrokerLink:
     """Owns the paho client. Events on `self.events`:
-    ("connected",) ("refused", reason) ("connect_failed",) ("disconnected", reason)
-    ("ack", mid, reason or None) ("suback", [reasons]) ("desired", name, payload)
+    ("connected", broker's maximum packet size or None) ("refused", reason) ("connect_failed",)
+    ("disconnected", reason) ("ack", mid, reason or None) ("suback", [reasons]) ("desired", name, payload)
     ("command", name, payload, response topic or None, correlation data or None)."""
 
     def __init__(self, config: MqttConfig, client_id: str, command_prefix: str,
@@ -161,7 +161,9 @@ class BrokerLink:
         # Unacknowledged messages of the previous connection: the outbox still holds them and
         # will send them again, so paho must not resend its own RAM copies as well.
         client.drop_out_messages()
-        self._put(("connected",))
+        # MQTT v5: a broker with a packet size limit says so here; bigger packets get us disconnected
+        limit = getattr(_properties, "MaximumPacketSize", None) if _properties is not None else None
+        self._put(("connected", limit))
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
         self._put(("connect_failed",))
@@ -192,9 +194,9 @@ class BrokerLink:
         try:
             with socket.create_connection((self.config.host, self.config.port), timeout=timeout_s) as sock:
                 if self._tls is None:
-                    return "TCP connection works but the MQTT handshake failed"
-                with self._tls.wrap_socket(sock, server_hostname=self.config.host):
-                    return "TLS handshake works but the MQTT handshake failed"
+                    return self._probe_mqtt(sock, timeout_s)
+                with self._tls.wrap_socket(sock, server_hostname=self.config.host) as tls_sock:
+                    return "TLS works; " + self._probe_mqtt(tls_sock, timeout_s)
         except socket.gaierror as exc:
             return "cannot resolve host name {!r} ({}); check mqtt.host and DNS".format(self.config.host, exc.strerror)
         except ssl.SSLError as exc:
@@ -205,3 +207,40 @@ class BrokerLink:
             return "connection refused (no broker listening on port {})".format(self.config.port)
         except OSError as exc:
             return exc.strerror or str(exc)
+
+    def _probe_mqtt(self, sock: socket.socket, timeout_s: float) -> str:
+        """Send an MQTT 3.1.1 CONNECT (its own client id, so our session is not taken over) and
+        read what comes back: a CONNACK, a TLS record, silence, or a closed connection."""
+        client_id = b"edge-agent-probe-%d" % os.getpid()
+        variable = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(client_id).to_bytes(2, "big") + client_id
+        port = self.config.port
+        try:
+            sock.sendall(b"\x10" + bytes([len(variable)]) + variable)
+            reply = sock.recv(4)
+        except socket.timeout:
+            return ("port {} accepted the TCP connection but sent no MQTT reply within {:.0f} s: not an MQTT broker, "
+                    "or a proxy/firewall holding the connection; check mqtt.host and mqtt.port".format(port, timeout_s))
+        except OSError as exc:
+            reply = b""
+            if not isinstance(exc, ConnectionResetError):
+                return "the connection broke during the MQTT handshake: {}".format(exc.strerror or exc)
+        if reply[:1] == b"\x20":
+            return "the broker answers MQTT (CONNACK code {}), but refused or dropped this client's session".format(
+                reply[3] if len(reply) > 3 else "?")
+        if reply[:1] in (b"\x15", b"\x16"):
+            return "port {} speaks TLS, not plain MQTT: set mqtt.tls.enabled: true (and mqtt.tls.ca_file)".format(port)
+        if self._tls is None and self._answers_tls(timeout_s):
+            return "port {} speaks TLS, not plain MQTT: set mqtt.tls.enabled: true (and mqtt.tls.ca_file)".format(port)
+        return "port {} closed the connection without an MQTT reply: not an MQTT broker? check mqtt.port".format(port)
+
+    def _answers_tls(self, timeout_s: float) -> bool:
+        """Whether the port completes a TLS handshake (certificates not checked: only the protocol)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        try:
+            with socket.create_connection((self.config.host, self.config.port), timeout=timeout_s) as sock:
+                with context.wrap_socket(sock, server_hostname=self.config.host):
+                    return True
+        except (OSError, ssl.SSLError):
+            return False

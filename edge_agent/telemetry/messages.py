@@ -47,6 +47,7 @@ PROBE_DESCRIPTIONS = {
     "emc_util_pct": "memory controller load (jtop)",
     "power_total_mw": "board input power",
     "memory_budget_mb": "memory.limit_mb",
+    "memory_budget_used_pct": "the agent's resident memory as a share of memory.limit_mb",
     "backend_host_mb": "host memory the inference backend holds",
     "backend_device_mb": "device memory the inference backend holds",
     "buffers_mb": "I/O buffers of the inference backend",
@@ -64,6 +65,10 @@ OWN_CATALOGUE = {
     "mqtt_connected": CatalogueEntry("bool", "gauge", "1 while connected to the broker"),
     "mqtt_connects_total": CatalogueEntry("count", "counter", "successful broker connections this session"),
     "messages_acked_total": CatalogueEntry("count", "counter", "outbox messages acknowledged by the broker"),
+    "outbox_rejected_total": CatalogueEntry("count", "counter", "messages moved aside: larger than the broker takes"),
+    "outbox_lost_events_total": CatalogueEntry("count", "counter", "events lost: the disk refused writes too long"),
+    "outbox_lost_metrics_total": CatalogueEntry("count", "counter", "metrics lost: the disk refused writes too long"),
+    "outbox_spilled_messages": CatalogueEntry("count", "gauge", "messages held in memory while the disk refuses"),
 }
 
 

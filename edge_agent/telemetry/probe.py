@@ -16,6 +16,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import psutil
 
+from edge_agent.supervisor import SUPERVISOR, Task
+
 log = logging.getLogger(__name__)
 
 MB = 2**20
@@ -248,8 +250,7 @@ class SystemProbe:
         self.host = PsutilProvider(disk_path)
         self.memory_facts = dict(memory_facts)
         self.latest: Dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="telemetry-probe", daemon=True)
+        self._task: Optional[Task] = None
 
     @property
     def providers(self) -> List[str]:
@@ -260,7 +261,7 @@ class SystemProbe:
 
     def start(self) -> "SystemProbe":
         self.sample()
-        self._thread.start()
+        self._task = SUPERVISOR.spawn("telemetry-probe", self._loop)
         return self
 
     def sample(self) -> Dict[str, float]:
@@ -270,21 +271,25 @@ class SystemProbe:
                 values.update(provider.read())
             except (OSError, RuntimeError, ValueError) as exc:
                 log.debug("system probe %s failed this time: %s", provider.name, exc)
+        budget = values.get("memory_budget_mb")
+        if budget and "process_rss_mb" in values:
+            # the budget gates admission; this says how the running process compares with it
+            values["memory_budget_used_pct"] = round(values["process_rss_mb"] / budget * 100.0, 1)
         self.latest = values  # one reference swap: readers see a whole snapshot
         return values
 
-    def _loop(self) -> None:
+    def _loop(self, stop: threading.Event) -> None:
         # The start sample came right after the CPU counters were primed, too soon for a CPU
         # reading (psutil says 0.0): take a real one shortly, before the first metrics window ends.
-        if not self._stop.wait(min(FIRST_CPU_SAMPLE_S, self.interval_s)):
+        if not stop.wait(min(FIRST_CPU_SAMPLE_S, self.interval_s)):
             self.sample()
-        while not self._stop.wait(self.interval_s):
+        while not stop.wait(self.interval_s):
             self.sample()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        if self._task is not None:
+            self._task.stop()
+            self._task.join(timeout=5)
         self.gpu.close()
 
 

@@ -23,12 +23,14 @@ from edge_agent.config import AgentConfig
 from edge_agent.metrics import Registry
 from edge_agent.paths import state_dir
 from edge_agent.pipeline import InferenceResult, ResultSink
+from edge_agent.supervisor import SUPERVISOR, Task
 from edge_agent.telemetry.availability import AvailabilityLink
 from edge_agent.telemetry.checks import TelemetryChecks
 from edge_agent.telemetry.commands import Action, run_command
 from edge_agent.telemetry.crops import copy_crop
 from edge_agent.telemetry.discovery import discovery_payload, discovery_topic
 from edge_agent.telemetry.link import BrokerLink, reply_properties, valid_response_topic
+from edge_agent.telemetry.link_faults import BIRTH_ROW, FlapDetector, PacketGuard, packet_size, size_reason
 from edge_agent.telemetry.messages import MessageBuilder
 from edge_agent.telemetry.outbox import KIND_REPLY, NewMessage, Outbox
 from edge_agent.telemetry.payloads import DefectRecord, Envelope, Topics, encode, with_replay
@@ -58,8 +60,13 @@ class Telemetry(ResultSink):
         self._wake = threading.Event()
         self._rebirth = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="telemetry", daemon=True)
+        self._task: Optional[Task] = None
         self._heartbeat = time.monotonic()
+        self._guard = PacketGuard(self.mqtt.max_message_kb * 1024)
+        self._flaps = FlapDetector()
+        self._birth_refused = False  # too large for the limit known before sending: not sent this connection
+        self._birth_blocked = False  # the broker dropped us each time it was sent: not sent again
+        self._birth_mid: Optional[int] = None
         self._flush_deadline = 0.0
         self._link_up = False
         self._state = "starting"
@@ -97,7 +104,9 @@ class Telemetry(ResultSink):
         self.link = BrokerLink(self.mqtt, self.client_id, self.topics.command_prefix,
                                (self.topics.status, self.messages.will()), self._wake)
         self.availability = AvailabilityLink(self.mqtt, self.client_id, self.topics.availability)
-        self._thread.start()
+        # supervised: a crash of the loop is logged, counted and the loop restarted with backoff
+        self._task = SUPERVISOR.spawn("telemetry", self._work, stall_s=HEALTH_STALL_S, start=False)
+        self._task.start()
         self.link.start()
         log.info("telemetry to %s as %s (MQTT %s), topics %s/#, session %s", self.link.address, self.client_id,
                  self.mqtt.protocol, self.topics.base, self.session)
@@ -153,12 +162,18 @@ class Telemetry(ResultSink):
         queued = self.outbox.rows if self.outbox is not None else 0
         if self._stop.is_set():  # close() is flushing or done; the thread ends on purpose
             return True, "telemetry closing, {} queued".format(queued)
-        alive = self._thread.is_alive() and time.monotonic() - self._heartbeat < HEALTH_STALL_S
-        if not alive:
-            return False, "telemetry thread stopped or stuck, {} queued".format(queued)
+        task = self._task.status() if self._task is not None else None
+        if task is None or task.recovery_failed or not self._task.alive:
+            return False, "telemetry thread {}: {}, {} queued".format(
+                task.state if task else "not started", task.reason if task else "", queued)
+        if task.state == "restarting":
+            return True, "telemetry restarting after a failure ({}), {} queued".format(task.reason, queued)
+        disk = ""
+        if self.outbox.write_error is not None:
+            disk = "; outbox cannot write ({}), {} in memory".format(self.outbox.write_error, self.outbox.spilled)
         if self._link_up:
-            return True, "broker connected, {} queued".format(queued)
-        return True, "broker unreachable: {}, {} queued".format(self._problem or self._state, queued)
+            return True, "broker connected, {} queued{}".format(queued, disk)
+        return True, "broker unreachable: {}, {} queued{}".format(self._problem or self._state, queued, disk)
 
     @property
     def messages_acked(self) -> int:
@@ -170,8 +185,9 @@ class Telemetry(ResultSink):
         self._flush_deadline = time.monotonic() + flush_timeout_s
         self._stop.set()
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(flush_timeout_s + 10.0)
+        if self._task is not None:
+            self._task.join(flush_timeout_s + 10.0)
+            self._task.stop()  # also ends a restart backoff
         if self.availability is not None:
             self.availability.stop()
         if self.link is not None:
@@ -184,18 +200,19 @@ class Telemetry(ResultSink):
             self.outbox.close()
 
     # ---- the telemetry thread -----------------------------------------------------------------
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception:
-            # Health turns false and says so; the frame loop is unaffected.
-            log.exception("telemetry thread failed; messages stay in the outbox for the next start")
-            raise
+    def _work(self, _stop: threading.Event) -> None:
+        """The supervised body: close() ends it through self._stop after the flush."""
+        self._loop()
 
     def _loop(self) -> None:
         next_metrics = time.monotonic() + self.mqtt.metrics_interval_s
+        next_retry = 0.0
         while True:
             self._heartbeat = time.monotonic()
+            self._task.beat()
+            if self.outbox.write_error is not None and self._heartbeat >= next_retry:
+                self.outbox.retry()  # a full disk: store what waits in memory once space is back
+                next_retry = self._heartbeat + 1.0
             self._handle_link_events()
             self._checks.run(self.outbox, len(self._records), self._link_up, self._heartbeat)
             if self._link_up and self.registry.health.snapshot().version != self._status_version:
@@ -242,11 +259,9 @@ class Telemetry(ResultSink):
             if kind == "ack":
                 self._on_ack(event[1], event[2], acked)
             elif kind == "connected":
-                self._on_connected()
+                self._on_connected(event[1])
             elif kind == "disconnected":
-                if self._link_up:
-                    log.warning("telemetry: lost the broker %s (%s); %d queued, reconnecting", self.link.address,
-                                event[1], self.outbox.rows)
+                self._on_disconnected(event[1])
                 self._link_up = False
                 self._state = "disconnected"
                 self._resent.update(row_id for row_id, _ in self._inflight.values())
@@ -281,7 +296,35 @@ class Telemetry(ResultSink):
             log.warning("telemetry: %s", text)
         self._problem = text
 
-    def _on_connected(self) -> None:
+    def _on_disconnected(self, reason: str) -> None:
+        poison = self._guard.disconnected(reason)
+        if poison == BIRTH_ROW:
+            self._birth_blocked = True
+            log.error("telemetry: the broker %s closed the connection (%s) each time the birth message was sent: "
+                      "it is larger than the broker accepts. It is not sent again; status, metrics and events "
+                      "still are. Raise the broker's message size limit", self.link.address, reason)
+        elif poison is not None:
+            self.outbox.move_aside(poison, "the broker closed the connection ({}) each time it was sent: larger than "
+                                           "the broker accepts (its message size limit)".format(reason))
+        if self._flaps.lost() and not size_reason(reason):
+            self._report("broker {} keeps closing the connection right after accepting it ({}): most often another "
+                         "client uses the same client id '{}' (two agents with device.id '{}'?). Give every board "
+                         "its own device.id or mqtt.client_id".format(self.link.address, reason, self.client_id,
+                                                                       self.config.device.id))
+        elif self._link_up:
+            log.warning("telemetry: lost the broker %s (%s); %d queued, reconnecting", self.link.address,
+                        reason, self.outbox.rows)
+        elif self._problem is None or self._problem == "connecting":
+            # TCP worked but the MQTT handshake did not (a TLS port, a silent port): paho's
+            # on_connect_fail does not fire, so find out why and say it once
+            self._state = "handshake failed: " + reason
+            self._problem = "diagnosing"
+            threading.Thread(target=self._diagnose, name="telemetry-diagnose", daemon=True).start()
+
+    def _on_connected(self, broker_max: Optional[int] = None) -> None:
+        self._guard.connected(broker_max)
+        self._flaps.connected()
+        self._birth_refused = False
         self._connects += 1
         self._link_up = True
         self._state = "connected"
@@ -300,10 +343,13 @@ class Telemetry(ResultSink):
     def _on_ack(self, mid: int, failure: Optional[str], acked: List[int]) -> None:
         if mid == self._status_mid:
             self._status_mid = None
+        if mid == self._birth_mid:
+            self._guard.done(BIRTH_ROW)
         entry = self._inflight.pop(mid, None)
         if entry is None:
             return  # status/birth, or a message of an earlier connection (already resent)
         row_id, sent = entry
+        self._guard.done(row_id)
         if failure is not None:
             # MQTT v5 tells us the broker did not accept it (e.g. ACL): keep the row, back off.
             self._resent.add(row_id)
@@ -331,8 +377,14 @@ class Telemetry(ResultSink):
         exclude = [row_id for row_id, _ in self._inflight.values()]
         for row in self.outbox.pending(room, exclude):
             replay = row.queued_offline or row.session != self.session or row.id in self._resent
-            mid = self.link.publish(row.topic, with_replay(row.payload, replay))
+            payload = with_replay(row.payload, replay)
+            too_large = self._guard.too_large(row.topic, payload)
+            if too_large is not None:  # sending it would only get us disconnected, again and again
+                self.outbox.move_aside(row.id, too_large)
+                continue
+            mid = self.link.publish(row.topic, payload)
             self._inflight[mid] = (row.id, time.monotonic())
+            self._guard.sent(row.id, packet_size(row.topic, payload))
 
     def _store(self, messages: List[NewMessage]) -> None:
         if messages:
@@ -354,6 +406,10 @@ class Telemetry(ResultSink):
             "mqtt_connected": int(self._link_up),
             "mqtt_connects_total": self._connects,
             "messages_acked_total": self._acked,
+            "outbox_rejected_total": self.outbox.rejected,
+            "outbox_lost_events_total": self.outbox.lost_events,
+            "outbox_lost_metrics_total": self.outbox.lost_metrics,
+            "outbox_spilled_messages": self.outbox.spilled,
         }
         own.update(self.probe.latest if self.probe is not None else {})
         message = self.messages.metrics(own)
@@ -370,7 +426,17 @@ class Telemetry(ResultSink):
     def _publish_birth(self) -> None:
         payload = self.messages.birth(self.probe, self._command_names())
         self._birth_keys = frozenset(self.messages.catalogue)
-        self.link.publish(self.topics.birth, payload, retain=True)
+        if self._birth_blocked:
+            return
+        too_large = self._guard.too_large(self.topics.birth, payload)
+        if too_large is not None:  # it would get the connection closed at every connect
+            if not self._birth_refused:
+                log.error("telemetry: the birth message is not sent: %s. Raise the broker's limit (or "
+                          "mqtt.max_message_kb); status, metrics and events are still sent", too_large)
+            self._birth_refused = True
+            return
+        self._birth_mid = self.link.publish(self.topics.birth, payload, retain=True)
+        self._guard.sent(BIRTH_ROW, packet_size(self.topics.birth, payload))
         discovery = self.mqtt.homeassistant
         if discovery.enabled:  # generated from the same catalogue, so it follows new keys as well
             self.link.publish(discovery_topic(discovery.prefix, self.config.device.id), encode(discovery_payload(

@@ -6,6 +6,7 @@ EA_TEST_SLOW_BUILD=N      prepare_model reports "building engine" N times, 0.3 s
 EA_TEST_STALL_AFTER=N     the frame loop blocks forever inside a stage after N frames
 EA_TEST_DRAIN_TIMEOUT=S   shorter bound for draining the frame loop on stop
 EA_TEST_TELEMETRY_DIES_AFTER=S  the telemetry thread raises S seconds after its first send attempt
+EA_TEST_TELEMETRY_FAILURES=N    ... N times only (default: every time from then on)
 
 The product code has no test hooks: the faults are patched in here, from outside.
 """
@@ -52,13 +53,15 @@ def _stall_after(frames: int) -> None:
     edge_agent.pipeline.Pipeline._finish = _finish
 
 
-def _telemetry_dies_after(seconds: float) -> None:
+def _telemetry_dies_after(seconds: float, failures: int) -> None:
     real = edge_agent.telemetry.sink.Telemetry._send
     first = []
+    raised = []
 
     def _send(self):
         first.append(time.monotonic())
-        if time.monotonic() - first[0] >= seconds:
+        if time.monotonic() - first[0] >= seconds and len(raised) < failures:
+            raised.append(1)
             print("harness: killing the telemetry thread", file=sys.stderr, flush=True)
             raise RuntimeError("harness: injected telemetry failure")
         real(self)
@@ -74,5 +77,6 @@ if __name__ == "__main__":
     if os.environ.get("EA_TEST_DRAIN_TIMEOUT"):
         edge_agent.service.DRAIN_TIMEOUT_S = float(os.environ["EA_TEST_DRAIN_TIMEOUT"])
     if os.environ.get("EA_TEST_TELEMETRY_DIES_AFTER"):
-        _telemetry_dies_after(float(os.environ["EA_TEST_TELEMETRY_DIES_AFTER"]))
+        _telemetry_dies_after(float(os.environ["EA_TEST_TELEMETRY_DIES_AFTER"]),
+                              int(os.environ.get("EA_TEST_TELEMETRY_FAILURES", "1000000")))
     sys.exit(main(sys.argv[1:]))

@@ -73,7 +73,7 @@ def test_sighup_with_an_invalid_config_keeps_the_old_one(short_tmp, model_path, 
     bad = dict(good, pipeline={"max_batch": 0})
     path.write_text(yaml.safe_dump(bad))
     daemon.signal(signal.SIGHUP)
-    daemon.wait_for_log("reload refused, still running the previous config")
+    daemon.wait_for_log("reload refused (config invalid), still running the previous config")
     assert "pipeline.max_batch" in daemon.log  # the log says what is wrong
     path.write_text("sources: [\n")  # broken YAML is refused the same way
     daemon.signal(signal.SIGHUP)

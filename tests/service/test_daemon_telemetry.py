@@ -1,7 +1,8 @@
 """`edge-agent run` with telemetry to a real mosquitto, as systemd runs it: SIGTERM publishes the
 retained "stopped" and empties the outbox; with the broker down, SIGTERM still exits 0 well within
 TimeoutStopSec and keeps the unsent messages for the next start; an unreachable broker does not
-stop the watchdog pings, a dead telemetry thread does."""
+stop the watchdog pings; a failing telemetry thread is restarted, and stops them only when it
+keeps failing."""
 
 import json
 import signal
@@ -86,16 +87,37 @@ def test_broker_down_keeps_the_watchdog_fed_and_sigterm_keeps_the_backlog(short_
     assert "Traceback" not in daemon.log and "telemetry stuck" not in daemon.log
 
 
-def test_dead_telemetry_thread_stops_the_watchdog(short_tmp, model_path, notify, start_daemon, broker):
+def test_a_telemetry_failure_is_restarted_and_loses_nothing(short_tmp, model_path, notify, start_daemon, broker,
+                                                            collector_factory):
+    collector = collector_factory(broker.port)
+    daemon = start_daemon(_config(short_tmp, model_path, broker.port), watchdog_usec=1_000_000, harness=True,
+                          env={"EA_TEST_TELEMETRY_DIES_AFTER": "1", "EA_TEST_TELEMETRY_FAILURES": "1"})
+    notify.wait_for("READY", "1", timeout=30)
+    daemon.wait_for_log("telemetry running again after 1 failure(s)")
+    failed_at = time.monotonic()
+    count = len(collector.json("/metrics"))
+    collector.wait_for(lambda c: len(c.json("/metrics")) >= count + 3, timeout=15, what="metrics after the restart")
+    assert len(notify.pings_between(failed_at, time.monotonic())) >= 2  # recovering is not a reason to restart
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(STOP_BOUND_S) == 0, daemon.log
+    assert _outbox(short_tmp) == []
+    session = collector.json("/metrics")[-1]["session"]
+    numbers = seqs(collector.json("/metrics"), session)
+    assert numbers == list(range(1, numbers[-1] + 1)), numbers
+    assert "telemetry failed (failure 1)" in daemon.log  # logged with its traceback, and counted
+
+
+def test_telemetry_that_keeps_failing_stops_the_watchdog(short_tmp, model_path, notify, start_daemon, broker):
     daemon = start_daemon(_config(short_tmp, model_path, broker.port), watchdog_usec=1_000_000, harness=True,
                           env={"EA_TEST_TELEMETRY_DIES_AFTER": "1"})
     notify.wait_for("READY", "1", timeout=30)
     daemon.wait_for_log("harness: killing the telemetry thread")
-    died_at = time.monotonic()
+    daemon.wait_for_log("failure 5)", timeout=30)  # restarted with backoff 0.5, 1, 2, 4 s: recovery failed
+    gave_up_at = time.monotonic()
     time.sleep(3.0)
-    late = notify.pings_between(died_at + 0.6, time.monotonic())
+    late = notify.pings_between(gave_up_at + 1.2, time.monotonic())
     assert late == [], late
-    assert any("telemetry stuck" in s for s in notify.statuses()), notify.statuses()[-5:]
-    assert "telemetry thread failed" in daemon.log
+    assert any("telemetry failed" in s and "recovery failed" in s and "watchdog withheld" in s
+               for s in notify.statuses()), notify.statuses()[-5:]
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(STOP_BOUND_S) == 0, daemon.log
