@@ -6,9 +6,10 @@ MQTT rollout; with no agent running, it is applied at the next start. The comman
 state the agent reports until the rollout is active (exit 0), rejected or rolled back (exit 1).
 """
 
+import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from edge_agent.config import AgentConfig
 from edge_agent.engine.cache import file_sha256, write_json_atomic
@@ -60,28 +61,37 @@ def _request(model: str, sha256: Optional[str], size: Optional[int], rollout_id:
 
 
 def _follow(store: RolloutStore, rollout_id: str, timeout_s: float, pickup_s: float, as_json: bool) -> int:
+    """Print each new state for people; with --json, one document at the end (the last report and
+    every state seen), since stdout then carries exactly one JSON document."""
     started = time.monotonic()
-    last: Optional[Dict[str, Any]] = None
+    seen: List[Dict[str, Any]] = []
     while time.monotonic() - started < timeout_s:
         store.refresh()  # the agent writes it
         current = store.report
-        if current and current.get("rollout_id") == rollout_id and current != last:
-            last = current
-            if as_json:  # stdout is reserved for the JSON documents (edge_agent.json_stdout)
-                print_document(current)
-            else:
-                print(describe(current), flush=True)
+        if current and current.get("rollout_id") == rollout_id and (not seen or current != seen[-1]):
+            seen.append(current)
+            print(describe(current), file=sys.stderr if as_json else sys.stdout, flush=True)
             if current["state"] in TERMINAL:
-                return 0 if current["state"] == "active" else 1
-        if last is None and time.monotonic() - started > pickup_s:
-            print("no running agent picked the request up within {:.0f} s (is the service running, with this "
-                  "config?); it stays in {} and is applied at the agent's next start".format(
-                      pickup_s, store.desired_path))
-            return NOT_PICKED_UP
+                return _outcome(rollout_id, seen, 0 if current["state"] == "active" else 1, None, as_json)
+        if not seen and time.monotonic() - started > pickup_s:
+            return _outcome(rollout_id, seen, NOT_PICKED_UP, (
+                "no running agent picked the request up within {:.0f} s (is the service running, with this "
+                "config?); it stays in {} and is applied at the agent's next start".format(
+                    pickup_s, store.desired_path)), as_json)
         time.sleep(0.5)
-    print("rollout {} still {} after {:.0f} s; follow it with `edge-agent status`".format(
-        rollout_id, last["state"] if last else "pending", timeout_s))
-    return 1
+    late = "rollout {} still {} after {:.0f} s; follow it with `edge-agent status`".format(
+        rollout_id, seen[-1]["state"] if seen else "pending", timeout_s)
+    return _outcome(rollout_id, seen, 1, late, as_json)
+
+
+def _outcome(rollout_id: str, seen: List[Dict[str, Any]], status: int, message: Optional[str], as_json: bool) -> int:
+    if as_json:
+        print_document({"rollout_id": rollout_id, "exit_status": status,
+                        "state": seen[-1]["state"] if seen else "pending", "message": message,
+                        "report": seen[-1] if seen else None, "states": [r["state"] for r in seen]})
+    elif message:
+        print(message)
+    return status
 
 
 def describe(report: Dict[str, Any]) -> str:

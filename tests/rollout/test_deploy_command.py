@@ -83,3 +83,33 @@ def test_the_published_request_schema_is_the_code_s():
     assert published == json.loads(json.dumps(generated)), (
         "docs/schemas/mqtt-desired-deployment.schema.json is stale: regenerate it from "
         "edge_agent.rollout.request.request_schema() (see docs/fleet.md)")
+
+
+class _ReportsInTurn:
+    """The agent's report file as `_follow` reads it: each refresh shows the next state."""
+
+    def __init__(self, states, rollout_id="r1"):
+        self._reports = [{"rollout_id": rollout_id, "state": s} for s in states]
+        self.report = None
+        self.desired_path = "desired-deployment.json"
+
+    def refresh(self):
+        if self._reports:
+            self.report = self._reports.pop(0)
+
+
+def test_deploy_json_prints_one_document_with_every_state(capsys, monkeypatch):
+    from edge_agent.rollout import deploy_command
+
+    monkeypatch.setattr(deploy_command.time, "sleep", lambda s: None)
+    store = _ReportsInTurn(["received", "downloading", "gating", "active"])
+    assert deploy_command._follow(store, "r1", timeout_s=30, pickup_s=10, as_json=True) == 0
+    out, err = capsys.readouterr()
+    document = json.loads(out)  # exactly one JSON document on stdout
+    assert document["state"] == "active" and document["exit_status"] == 0
+    assert document["states"] == ["received", "downloading", "gating", "active"]
+    assert "r1: gating" in err  # progress for people goes to stderr
+
+    rejected = _ReportsInTurn(["received", "rejected"])
+    assert deploy_command._follow(rejected, "r1", timeout_s=30, pickup_s=10, as_json=False) == 1
+    assert "r1: rejected" in capsys.readouterr().out
