@@ -29,7 +29,7 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Optional[Dic
         raw, lines = read_yaml(Path(path))
         data = top_level_mapping(raw, Path(path))
     if overrides:
-        data = _merge(data, overrides)
+        data = merge_overrides(data, overrides)
     try:
         config = AgentConfig.model_validate(data)
     except ValidationError as exc:
@@ -38,11 +38,12 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Optional[Dic
     return config
 
 
-def _merge(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
+def merge_overrides(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
+    """`extra` over `base`, nested mappings merged key by key (neither is changed)."""
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_overrides(merged[key], value)
         else:
             merged[key] = value
     return merged

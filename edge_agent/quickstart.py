@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from edge_agent.config import DEMO_MODEL, AgentConfig
-from edge_agent.config_loader import load_config
+from edge_agent.config_loader import load_config, merge_overrides
 from edge_agent.errors import ConfigError
 
 # torchvision's ImageNet statistics: what most PyTorch-trained segmentation backbones expect
@@ -24,12 +24,12 @@ def config_for_model(model: Path, config_path: Optional[str] = None,
     """(config, assumptions). With a config file the model path is replaced and nothing is guessed."""
     overrides = dict(overrides or {})
     if config_path is not None:
-        config = load_config(config_path, _merge(overrides, {"model": {"path": str(model)}}))
+        config = load_config(config_path, merge_overrides(overrides, {"model": {"path": str(model)}}))
         return config, ["model.path {} replaces the config's model; its input/output settings are kept".format(model)]
     if model.resolve() == DEMO_MODEL.resolve():
         return load_config(None, overrides), ["the bundled demo model with its documented settings"]
     described, assumptions = describe_model(model)
-    return load_config(None, _merge(overrides, {"model": described})), assumptions
+    return load_config(None, merge_overrides(overrides, {"model": described})), assumptions
 
 
 def describe_model(model: Path) -> Tuple[Dict[str, Any], List[str]]:
@@ -110,13 +110,3 @@ def _probe_output(model: Path, input_name: str, layout: str, channels: int, heig
     output = session.get_outputs()[0]
     result = session.run([output.name], {input_name: np.zeros(shape, dtype=dtype)})[0]
     return output.name, list(result.shape)
-
-
-def _merge(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
