@@ -8,7 +8,7 @@ rollout thread.
 
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import psutil
@@ -52,6 +52,9 @@ def save_frames(frames: List[np.ndarray], path: Any) -> None:
     np.savez(path, **{"frame_{}".format(i): f for i, f in enumerate(frames)})
 
 
+MIN_MEASURED_S = 0.5  # a shorter build gets no fps figure: too few frames to say anything
+
+
 class BuildGovernor:
     """Keeps the build child from costing the line more than `max_drop` of its fps.
 
@@ -69,6 +72,7 @@ class BuildGovernor:
         self.samples: List[float] = []
         self.pauses = 0
         self._pid: Optional[int] = None
+        self._attached: Optional[Tuple[int, float]] = None  # (frames, time) when the build started
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rollout-governor", daemon=True)
 
@@ -81,6 +85,7 @@ class BuildGovernor:
     def attach(self, pid: int) -> None:
         """Run-isolated's on_start: the child exists now."""
         self._pid = pid
+        self._attached = (self.pipeline.frames, time.monotonic())
         if not self._thread.is_alive():
             self._thread.start()
 
@@ -89,6 +94,12 @@ class BuildGovernor:
         if self._thread.is_alive():
             self._thread.join(5)
         self._resume()
+        if not self.samples and self._attached is not None:
+            # a build shorter than one period: its fps over the whole build, once that says something
+            frames, at = self._attached
+            elapsed = time.monotonic() - at
+            if elapsed >= MIN_MEASURED_S:
+                self.samples.append((self.pipeline.frames - frames) / elapsed)
 
     def figures(self) -> Dict[str, Any]:
         during = float(np.median(self.samples)) if self.samples else None

@@ -121,7 +121,9 @@ def test_rollouts_keep_the_last_models_and_report_the_build_s_fps(tmp_path):
     assert kept == sorted(shas[1:])  # keep_models 2: the serving one and the previous one
     assert [k["sha256"] for k in store.kept] == [shas[1]]
     build = report["build"]
-    assert set(build) >= {"fps_before", "fps_during_build", "fps_drop", "max_fps_drop", "build_pauses"}
+    assert set(build) >= {"fps_before", "fps_during_build", "max_fps_drop", "build_pauses"}
+    # a build shorter than MIN_MEASURED_S (a fast machine, this tiny model) has no fps figure to give
+    assert (build["fps_during_build"] is not None) == ("fps_drop" in build)
     assert 20 < build["fps_before"] < 60  # a paced 40 fps camera, measured
 
 
