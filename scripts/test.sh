@@ -39,7 +39,7 @@ if ! command -v gst-launch-1.0 >/dev/null 2>&1 || ! gst-inspect-1.0 --exists avd
         gstreamer1.0-plugins-ugly gstreamer1.0-libav || echo "   (not installed: the GStreamer tests will SKIP and say so)"
 fi
 if ! command -v chromium >/dev/null 2>&1; then
-    echo "== installing chromium (Debian package): tests open edge-agent report's page in a headless browser"
+    echo "== installing chromium (Debian package): the report page and the live view are tested in a real headless browser"
     apt_install chromium
 fi
 if ! command -v prometheus >/dev/null 2>&1; then
@@ -49,10 +49,6 @@ fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "== installing nodejs and npm (Debian packages; tests/telemetry run the Node-RED flow for real)"
     apt_install nodejs npm
-fi
-if ! command -v chromium >/dev/null 2>&1; then
-    echo "== installing chromium (Debian package): the live view is tested in a real headless browser"
-    apt_install chromium
 fi
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "== installing systemd (systemd-analyze verifies the unit file offline)"
