@@ -61,6 +61,16 @@ def config(folder: Path, port: int, model: Path, fps: int) -> dict:
     }
 
 
+def unit_environment() -> dict:
+    """The `Environment=` settings of the systemd unit, so the soak runs the agent as the service does."""
+    env = {}
+    for line in (REPO / "systemd" / "edge-agent.service").read_text().splitlines():
+        if line.startswith("Environment="):
+            key, _, value = line[len("Environment="):].partition("=")
+            env[key] = value
+    return env
+
+
 def write(path: Path, data) -> None:
     path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
 
@@ -87,7 +97,7 @@ class Soak:
         with open(str(self.log_path), "wb") as log:
             self.agent = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "run", "--config",
                                            str(self.config_path)], cwd=str(REPO), stdout=log,
-                                          stderr=subprocess.STDOUT)
+                                          stderr=subprocess.STDOUT, env=dict(os.environ, **unit_environment()))
         process = psutil.Process(self.agent.pid)
         started = time.monotonic()
         next_sample, next_fault, fault_index = started, started + self.fault_every, 0
