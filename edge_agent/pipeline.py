@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 import numpy as np
 
 from edge_agent.backends.base import Backend
+from edge_agent.batch_timing import AskTiming
 from edge_agent.config import AgentConfig
 from edge_agent.errors import ConfigError
 from edge_agent.metrics import Registry
@@ -105,6 +106,7 @@ class Pipeline:
         decoders = settings.decode_threads or os.cpu_count() or 1
         self.board = FrameBoard(names, registry, demand=max(1, settings.max_batch // self._tiles),
                                 decode_threads=decoders)
+        self._timing = AskTiming(decoders)
         self.runners = [SourceRunner(s, self.board, registry, nice=settings.decode_nice) for s in config.sources]
         self._batches = (_Batch(config.pipeline.max_batch), _Batch(config.pipeline.max_batch))
         self._stage_ms = {s: registry.histogram("stage_ms", stage=s) for s in STAGES}
@@ -176,10 +178,10 @@ class Pipeline:
             limited = (max_frames is not None and taken >= max_frames) or (
                 end is not None and time.monotonic() >= end)
             if not staged.frames and not stop.is_set() and not limited and not swapping:
-                limit = max(1, self.config.pipeline.max_batch // self._tiles)
+                limit = self._batch_limit()
                 if max_frames is not None:
                     limit = min(limit, max_frames - taken)
-                self._stage(staged, limit, 0.0 if in_flight else 0.1)
+                self._stage(staged, limit, in_flight, stop)
             if in_flight is None:
                 if swapping and not staged.frames:  # nothing taken, nothing in flight: the boundary
                     with self._swap_lock:
@@ -257,16 +259,39 @@ class Pipeline:
         self._tiled_post: Dict[Tuple[int, int], Postprocessor] = {}  # one per stitched size
         self._tiles = expected_tiles(config) or 1  # per frame; learnt from the first frame when unknown
 
+    def _batch_limit(self) -> int:
+        """Frames in the next batch: up to max_batch (all tiles of each), fewer when the measured
+        times say a full batch would miss pipeline.latency_target_ms; the board asks as many."""
+        settings = self.config.pipeline
+        rows = self._timing.batch_limit(max(settings.max_batch, self._tiles), self._tiles,
+                                        settings.latency_target_ms / 1000.0, self.board.decode_s)
+        self.board.demand = max(1, rows // self._tiles)
+        return self.board.demand
+
     def _other(self, batch: "_Batch") -> "_Batch":
         return self._batches[1] if batch is self._batches[0] else self._batches[0]
 
-    def _stage(self, batch: "_Batch", limit: int, timeout_s: float) -> None:
+    def _stage(self, batch: "_Batch", limit: int, in_flight: Optional["_Batch"], stop: threading.Event) -> None:
         """Take up to `limit` frames and preprocess them into the backend's current input slot.
-        While a batch is in flight (`timeout_s` 0) the take still waits up to max_wait_ms for
-        asked sources: the backend is busy anyway, and a fuller batch serves more cameras."""
+        While a batch is in flight the take still waits up to max_wait_ms for asked sources: the
+        backend is busy anyway, and a fuller batch serves more cameras. While a batch runs on a
+        backend that overlaps, the sources are asked just in time for the batch's end
+        (batch_timing.py): the frames are grabbed later and wait less."""
         max_wait = self.config.pipeline.max_wait_ms / 1000.0
+        timeout = fill = max_wait if in_flight is not None else 0.1
+        ask_at = None
+        if in_flight is not None and self.backend.overlaps:
+            ask_at = self._timing.ask_at(in_flight.rows, in_flight.submitted, limit, self.board.decode_s)
+        self.board.auto_ask = ask_at is None
+        if ask_at is not None:
+            delay = ask_at - time.monotonic()
+            if delay > 0 and stop.wait(delay):
+                return
+            end = self._timing.expected_end(in_flight.rows, in_flight.submitted) or 0.0
+            timeout = fill = max(max_wait, end - time.monotonic())
+        self.board.ask()
         cost = None if self.stitcher is None else self._tile_count
-        if self.board.take(limit, max_wait, timeout_s or max_wait, batch.frames, cost=cost,
+        if self.board.take(limit, fill, timeout, batch.frames, cost=cost,
                            capacity=self.config.pipeline.max_batch) == 0:
             return
         buffer = self.backend.input_buffer
@@ -283,7 +308,9 @@ class Pipeline:
                 self.preprocess(frame.image[y:y + h, x:x + w], buffer[row])
                 row += 1
         batch.rows = row
-        self._stage_ms["preprocess"].observe((time.monotonic() - started) * 1000.0)
+        elapsed = time.monotonic() - started
+        self._timing.preprocessed(len(batch.frames), elapsed)
+        self._stage_ms["preprocess"].observe(elapsed * 1000.0)
 
     def _tile_count(self, frame: Frame) -> int:
         """Input rows that `frame` needs (the board takes only frames whose tiles all fit)."""
@@ -306,7 +333,10 @@ class Pipeline:
         self.backend.submit(batch.rows)
 
     def _wait(self, batch: "_Batch") -> np.ndarray:
+        waited_from = time.monotonic()
         outputs = self.backend.wait()
+        self._timing.batch_ended(batch.rows, batch.submitted, waited_from, time.monotonic(),
+                                 self.backend.finished_at)
         watch = self.output_watch
         if watch is not None:
             watch(outputs[:batch.rows])
@@ -317,6 +347,7 @@ class Pipeline:
         return outputs
 
     def _finish(self, batch: "_Batch", outputs: np.ndarray) -> None:
+        started = time.monotonic()
         n = len(batch.frames)
         row = 0
         for i, frame in enumerate(batch.frames):
@@ -351,6 +382,7 @@ class Pipeline:
                 self._defects[region.cls].inc()
             self.frames += 1
         batch.frames.clear()
+        self._timing.finished(time.monotonic() - started)
 
     def _stitched(self, frame: Frame, plan: TilePlan, outputs: np.ndarray) -> Tuple[Postprocessor, np.ndarray,
                                                                                      Geometry]:

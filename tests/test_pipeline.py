@@ -153,6 +153,7 @@ class TwoSlotBackend:
         self.inner = inner
         self.name, self.model, self.output_spec = inner.name, inner.model, inner.output_spec
         self.overlaps = True
+        self.finished_at = None
         self._inputs = [np.zeros_like(inner.input_buffer) for _ in range(2)]
         self._outputs = [np.zeros(inner.output_spec.shape, inner.output_spec.dtype) for _ in range(2)]
         self._slot = 0
@@ -313,3 +314,81 @@ def test_many_live_sources_are_served_fairly_and_every_frame_is_accounted_for(da
     assert shed > len(results)  # most frames were dropped before decoding...
     assert registry.counter_total("frames_decoded") <= len(results) + len(names)  # ...and none decoded in vain
     assert all(registry.histogram("latency_ms", source=n).total == served[n] for n in names)
+
+
+class SlowWorkerBackend(TwoSlotBackend):
+    """Runs each batch in a worker thread that takes `seconds` (as ONNX Runtime's worker or a GPU
+    stream does: the frame loop goes on meanwhile) and records when it ended."""
+
+    def __init__(self, inner, seconds):
+        super().__init__(inner)
+        self.seconds = seconds
+        self._done = threading.Event()
+
+    def submit(self, n):
+        assert self._pending is None, "one batch in flight at a time"
+        slot = self._slot
+        self.inner.input_buffer[:n] = self._inputs[slot][:n]
+        self._done.clear()
+
+        def work():
+            self._outputs[slot][:n] = self.inner.infer(n)
+            time.sleep(self.seconds)
+            self.finished_at = time.monotonic()
+            self._done.set()
+
+        threading.Thread(target=work, daemon=True).start()
+        self._pending = (slot, n)
+        self._slot = 1 - slot
+        self.input_buffer = self._inputs[slot ^ 1]
+
+    def wait(self):
+        self._done.wait()
+        return super().wait()
+
+
+def _latencies_with_slow_backend(dark_model, seconds, **pipeline):
+    from edge_agent.agent import open_backend
+    from edge_agent.pipeline import Pipeline
+
+    names = ["cam{}".format(i) for i in range(6)]
+    config = _dark_config(dark_model, [{"type": "synthetic", "name": n, "fps": 30, "width": 64, "height": 48,
+                                        "seed": i} for i, n in enumerate(names)],
+                          pipeline=dict(max_batch=4, max_wait_ms=5, **pipeline))
+    registry = Registry()
+    latencies = []
+
+    class Latency(ResultSink):
+        def on_result(self, result):
+            latencies.append(result.latency_ms / 1000.0)
+
+    with open_backend(config) as inner:
+        pipeline = Pipeline(config, SlowWorkerBackend(inner, seconds), registry, [Latency()])
+        pipeline.start()
+        try:
+            pipeline.run(threading.Event(), duration_s=3.0)
+        finally:
+            pipeline.stop()
+    assert registry.counter_total("frames_captured") == (registry.counter_total("frames_processed")
+                                                         + registry.counter_total("frames_dropped"))
+    settled = latencies[len(latencies) // 3:]  # after the estimates settle
+    return sorted(settled), [registry.counter("batches", size=str(n)).value for n in (4, 3, 2, 1)]
+
+
+def test_sources_are_asked_just_in_time_for_the_running_batch_to_end(dark_model):
+    """Six 30 fps cameras, a backend that takes 120 ms a batch in a worker thread. Asked when the
+    previous batch was taken, a frame would wait for two running batches before its own (about
+    three periods, 360 ms); asked shortly before the running batch ends, it waits for little but
+    its own batch."""
+    period = 0.12
+    latencies, _ = _latencies_with_slow_backend(dark_model, period, latency_target_ms=0)
+    median = latencies[len(latencies) // 2]
+    assert period < median < 1.7 * period, latencies
+
+
+def test_latency_target_bounds_the_batch(dark_model):
+    """A 120 ms batch whatever its size cannot meet a 200 ms target once a frame waits for the
+    running batch: the batcher learns that and takes one frame at a time, so a frame waits less."""
+    _, batches = _latencies_with_slow_backend(dark_model, 0.12, latency_target_ms=200)
+    assert batches[0] > 0  # the estimates came from a full batch
+    assert batches[-1] >= 10 and batches[-1] > 3 * sum(batches[:-1]), batches

@@ -69,6 +69,9 @@ class Backend(abc.ABC):
         # True when `submit` returns before the batch is done and the previous batch's outputs stay
         # valid across the next submit (a ring of >= 2 slots): the pipeline then overlaps batches
         self.overlaps = False
+        # monotonic time the last submitted batch ended, where the backend knows it (a worker thread
+        # records it); the frame loop times its asks by it (batch_timing.py)
+        self.finished_at: Optional[float] = None
         self.budget: Optional[MemoryBudget] = None  # set by the agent: backends may refine their plan
         self.pool: Optional[BufferPool] = None  # the backend's buffer layer, sealed after warm-up
         self._pending: Optional[int] = None

@@ -1,6 +1,7 @@
 """ONNX Runtime backend: CPU everywhere (and the fallback on a Jetson), I/O bound to reused arrays."""
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Literal, Optional
 
@@ -113,11 +114,15 @@ class OnnxRuntimeBackend(Backend):
     def _submit(self, n: int) -> Optional[np.ndarray]:
         if self._worker is None:
             return self._infer(n)
-        future = self._worker.submit(self._session.run_with_iobinding, self._bindings[self._slot][n])
+        future = self._worker.submit(self._run_timed, self._bindings[self._slot][n])
         self._running = (self._slot, future)
         self._slot = (self._slot + 1) % len(self._inputs)
         self.input_buffer = self._inputs[self._slot]
         return None
+
+    def _run_timed(self, binding: Any) -> None:
+        self._session.run_with_iobinding(binding)
+        self.finished_at = time.monotonic()
 
     def _wait(self, n: int) -> np.ndarray:
         slot, future = self._running

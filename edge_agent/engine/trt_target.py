@@ -118,8 +118,7 @@ class TensorRTTarget:
         return self.backend.calibration_cache is None and not self.caps["int8_flag"]
 
     def workspace_bytes(self) -> int:
-        mb = self.backend.workspace_mb or max(16, self.config.memory.limit_mb // 2)
-        return mb * 2**20
+        return builder_workspace_bytes(self.config)
 
     def _mechanics(self, precision: str) -> Tuple[str, bool]:
         """(which ONNX to build from: fp32 | fp16 | int8, strongly typed network?)."""
@@ -197,3 +196,9 @@ def _digest(path: Optional[Path]) -> Optional[str]:
         return file_sha256(path)
     except OSError as exc:
         raise EngineError("backend.calibration_cache {} cannot be read: {}".format(path, exc.strerror)) from None
+
+
+def builder_workspace_bytes(config: Any) -> int:
+    """The TensorRT builder's workspace: backend.workspace_mb, else half of memory.limit_mb."""
+    mb = config.backend.workspace_mb or max(16, config.memory.limit_mb // 2)
+    return mb * 2**20

@@ -13,6 +13,7 @@ child, and the serving pipeline never shares its CPU time beyond the child's nic
 """
 
 import os
+import sys
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
@@ -56,10 +57,21 @@ def build_and_gate(report: Callable[[str, Optional[float]], None], config: Dict[
         if not agreement["passed"]:
             reasons.append(agreement["reason"])
     result["agreement"] = agreement
+    result["peak_rss_bytes"] = peak_rss_bytes()
     result["passed"] = not reasons
     result["reason"] = "; ".join(reasons) if reasons else "passed"
     report("gating: done", 1.0)
     return result
+
+
+def peak_rss_bytes() -> Optional[int]:
+    """The larger of this process's and its finished children's (a TensorRT build) peak RSS."""
+    try:
+        import resource
+    except ImportError:  # not on Linux
+        return None
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) * scale
 
 
 def _with_threads(config: AgentConfig, threads: int) -> AgentConfig:

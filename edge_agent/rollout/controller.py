@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from edge_agent.agent import load_backend
-from edge_agent.backends import create_backend
 from edge_agent.backends.base import PreparedModel
-from edge_agent.budget import BudgetExceeded, MemoryBudget
 from edge_agent.config import AgentConfig
 from edge_agent.engine.cache import file_sha256
 from edge_agent.engine.isolation import run_isolated
 from edge_agent.errors import EdgeAgentError
 from edge_agent.pipeline import Pipeline
+from edge_agent.rollout.admission import AdmissionRefused, admit
 from edge_agent.rollout.download import fetch
 from edge_agent.rollout.request import DeploymentRequest, RequestError, parse_request, request_id_of
 from edge_agent.rollout.signature import verify_signature
@@ -217,6 +216,8 @@ class Rollout:
         finally:
             self._governor = None
             governor.close()
+        self.store.note_build_peak(result.get("peak_rss_bytes"))
+        admitted["build_peak_mb"] = round(result["peak_rss_bytes"] / 2**20, 1) if result.get("peak_rss_bytes") else None
         figures = {"gate": _gate_figures(result), "build": governor.figures(), "memory": admitted}
         self._report(rid, "gating", request, origin=origin, **figures)
         if not result["passed"]:
@@ -233,19 +234,11 @@ class Rollout:
                      swapped_at_frame=self.pipeline.swapped_at_frame, **figures)
 
     def _admit(self, candidate: AgentConfig) -> Dict[str, Any]:
-        """The candidate's memory plan against what the serving model leaves of the budget."""
-        budget = self.pipeline.backend.budget
-        held = budget.report.total_bytes if budget is not None and budget.report is not None else 0
-        limit_mb = max(0, candidate.memory.limit_mb - held // 2**20)
-        plan = create_backend(PreparedModel(candidate.model.path, candidate.backend.precision, candidate.model.path),
-                              candidate).memory_plan()
+        """The build child's peak and the candidate's plan against what the serving model leaves."""
         try:
-            report = MemoryBudget(limit_mb, candidate.memory.margin_mb).admit(plan)
-        except BudgetExceeded as exc:
-            raise _Rejected("not enough memory to build beside the serving model ({:.1f} MB held by it): {}".format(
-                held / 2**20, exc), {"memory": {"serving_mb": round(held / 2**20, 1), "left_mb": limit_mb}}) from None
-        return {"serving_mb": round(held / 2**20, 1), "left_mb": limit_mb,
-                "candidate_mb": round(report.total_bytes / 2**20, 1)}
+            return admit(self.pipeline.backend.budget, candidate, self.serving, self.store.data.get("build_peak_bytes"))
+        except AdmissionRefused as exc:
+            raise _Rejected(str(exc), exc.figures) from None
 
     # ---- swap and rollback ----------------------------------------------------------------------
     def _swap_in(self, config: AgentConfig, prepared: Optional[PreparedModel]) -> None:

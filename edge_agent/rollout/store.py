@@ -66,6 +66,12 @@ class RolloutStore:
                 del handled[key]
         self.save()
 
+    def note_build_peak(self, peak_bytes: Optional[int]) -> None:
+        """Keep the largest build child's peak RSS seen: the next rollout's admission starts from it."""
+        if peak_bytes and peak_bytes > self.data.get("build_peak_bytes", 0):
+            self.data["build_peak_bytes"] = int(peak_bytes)
+            self.save()
+
     def handled(self, rollout_id: str) -> Optional[str]:
         return self.data.get("handled", {}).get(rollout_id)
 

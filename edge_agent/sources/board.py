@@ -10,6 +10,10 @@ camera is starved however many there are. A source that reads a file as fast as 
 
 Decoding is bounded: a source holds `decode_slots` while it decodes, so at most that many frames
 are decoded at once and the frame loop keeps its share of the CPU.
+
+When the asks happen is the frame loop's choice: by default a take asks for the next frames at
+once; with `auto_ask` off the loop calls `ask()` itself, just in time (batch_timing.py), so that
+frames are grabbed as late as they can be and still be ready.
 """
 
 import threading
@@ -46,6 +50,8 @@ class FrameBoard:
         self._registry = registry
         self._drops: Dict[Tuple[str, str], Counter] = {}
         self.demand = max(1, demand)
+        self.auto_ask = True
+        self.decode_s: Optional[float] = None  # one frame's decode time, weighted average
         self.decode_slots = threading.BoundedSemaphore(max(1, decode_threads))
         with self._cond:
             self._rearm()
@@ -57,6 +63,16 @@ class FrameBoard:
             counter = self._drops[(name, reason)] = self._registry.counter(
                 "frames_dropped", source=name, reason=reason)
         return counter
+
+    def decoded(self, seconds: float) -> None:
+        """A source decoded a frame in `seconds` (under its decode slot)."""
+        with self._cond:
+            self.decode_s = seconds if self.decode_s is None else self.decode_s + 0.2 * (seconds - self.decode_s)
+
+    def ask(self) -> None:
+        """Ask the longest-unserved sources for frames until `demand` are ready or on their way."""
+        with self._cond:
+            self._rearm(explicit=True)
 
     def wants(self, name: str) -> bool:
         """Whether the batcher asked `name` for a frame that it has not delivered yet."""
@@ -151,8 +167,11 @@ class FrameBoard:
         """Frames in slots plus frames asked of open sources."""
         return sum(1 for n, f in self._slots.items() if f is not None or n in self._wanted)
 
-    def _rearm(self) -> None:
-        """Ask the longest-unserved open sources until `demand` frames are ready or on their way."""
+    def _rearm(self, explicit: bool = False) -> None:
+        """Ask the longest-unserved open sources until `demand` frames are ready or on their way
+        (with `auto_ask` off, only when the frame loop asks)."""
+        if not (self.auto_ask or explicit):
+            return
         outstanding = self._outstanding()
         for name in self._order:
             if outstanding >= self.demand:

@@ -161,7 +161,9 @@ class SourceRunner:
                 self._undecodable.inc()
                 log.warning("source %s: %s", self.name, exc)
                 return
-            self._decode_ms.observe((time.monotonic() - started) * 1000.0)
+            seconds = time.monotonic() - started
+            self._decode_ms.observe(seconds * 1000.0)
+        self._board.decoded(seconds)
         self._decoded.inc()
         frame = Frame(self.name, grab.index, grab.timestamp, grab.captured, image, truth, reader.origin(grab.grabbed))
         self._board.put(frame, wait, self._stop)

@@ -99,8 +99,26 @@ def test_the_candidate_must_fit_beside_the_serving_model(tmp_path):
     config = config_for(tmp_path, old, memory={"limit_mb": 100, "margin_mb": 64})
     with Line(config) as line:
         report = line.deploy(new, "r-mem")
-    assert report["state"] == "rejected" and "not enough memory to build beside the serving model" in report["reason"]
+    assert report["state"] == "rejected" and "not enough memory to build and gate the candidate beside the serving" \
+        " model" in report["reason"]
     assert report["memory"]["left_mb"] < 64 < report["memory"]["serving_mb"]
+    assert report["serving_sha256"] == file_sha256(old)
+
+
+def test_the_build_child_s_own_memory_is_admitted_before_it_starts(tmp_path):
+    """Room for the candidate's buffers but not for a Python build child beside the line: refused
+    with the child's terms, before any child runs (nothing is built, the old model serves)."""
+    old = dark_spot_model(tmp_path / "old.onnx")
+    new = dark_spot_model(tmp_path / "new.onnx", gain=25.0)
+    config = config_for(tmp_path, old, memory={"limit_mb": 230, "margin_mb": 64})
+    with Line(config) as line:
+        report = line.deploy(new, "r-child")
+        assert not line.rollout.store.data.get("build_peak_bytes")  # no child ran
+    assert report["state"] == "rejected", report
+    assert "to build and gate the candidate" in report["reason"], report["reason"]
+    terms = report["memory"]["build_mb_terms"]
+    assert terms["build child runtime (Python, ONNX Runtime, OpenCV)"] >= 100
+    assert report["memory"]["left_mb"] > 100  # the candidate alone (a few MB and the margin) would fit
     assert report["serving_sha256"] == file_sha256(old)
 
 
@@ -120,6 +138,9 @@ def test_rollouts_keep_the_last_models_and_report_the_build_s_fps(tmp_path):
         kept = sorted(p.stem for p in store.models_dir.glob("*.onnx"))
     assert kept == sorted(shas[1:])  # keep_models 2: the serving one and the previous one
     assert [k["sha256"] for k in store.kept] == [shas[1]]
+    # the build child's measured peak is reported and kept for the next admission
+    assert 40 < report["memory"]["build_peak_mb"] < 2048
+    assert store.data["build_peak_bytes"] >= report["memory"]["build_peak_mb"] * 2**20 * 0.99
     build = report["build"]
     assert set(build) >= {"fps_before", "fps_during_build", "max_fps_drop", "build_pauses"}
     # a build shorter than MIN_MEASURED_S (a fast machine, this tiny model) has no fps figure to give

@@ -87,3 +87,19 @@ def test_frames_left_in_slots_at_shutdown_are_counted():
     board.put(_frame("a"), False, threading.Event())
     assert board.discard_unserved() == 1
     assert registry.counter("frames_dropped", source="a", reason="stopped").value == 1
+
+
+def test_without_auto_ask_a_take_asks_nobody_until_the_frame_loop_asks():
+    names = ["cam{}".format(i) for i in range(6)]
+    board = FrameBoard(names, Registry(), demand=2)
+    stop = threading.Event()
+    board.auto_ask = False
+    _serve_asked(board, names, stop)
+    out = []
+    assert board.take(2, 0.0, 0.1, out) == 2
+    assert not any(board.wants(n) for n in names)  # the next frames are not grabbed yet
+    board.ask()
+    assert [n for n in names if board.wants(n)] == names[2:4]  # the longest unserved, as many as demand
+    board.decoded(0.010)
+    board.decoded(0.020)
+    assert 0.010 < board.decode_s < 0.020
