@@ -15,6 +15,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from onnx_models import dark_spot_model
 
@@ -33,12 +35,16 @@ def free_port():
 class Broker:
     """mosquitto with a generated config; stop/start keep the port (for outage tests)."""
 
-    def __init__(self, folder: Path, port=None, extra="", tls=None):
+    def __init__(self, folder: Path, port=None, extra="", tls=None, persistent=False):
         self.folder = folder
         self.port = port or free_port()
         self.log = folder / "mosquitto.log"
         self.conf = folder / "mosquitto.conf"
-        lines = ["per_listener_settings false", "persistence false", "log_dest file {}".format(self.log),
+        # persistent: sessions and their queued QoS 1 messages survive a restart (saved at SIGTERM),
+        # as on a production broker; the default forgets everything, like a crash
+        persistence = ["persistence true", "persistence_location {}/".format(folder)] if persistent else [
+            "persistence false"]
+        lines = ["per_listener_settings false"] + persistence + ["log_dest file {}".format(self.log),
                  "log_type all", "listener {} 127.0.0.1".format(self.port)]
         if tls:
             lines += ["cafile {}".format(tls["ca"]), "certfile {}".format(tls["cert"]), "keyfile {}".format(tls["key"])]
@@ -72,10 +78,13 @@ class Broker:
 class Collector:
     """Subscribes to '#' and keeps (topic, payload, retain) tuples."""
 
-    def __init__(self, port, username=None, password=None, tls_ca=None, topic="#"):
+    def __init__(self, port, username=None, password=None, tls_ca=None, topic="#", durable_id=None):
+        """`durable_id`: a persistent session under that client id (the broker queues QoS 1 messages
+        for it while it is away, and a new Collector with the same id receives them)."""
         self.messages = []
         self._lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="collector-{}".format(time.monotonic_ns()),
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=durable_id or "collector-{}".format(time.monotonic_ns()),
                                   protocol=mqtt.MQTTv5)
         if username:
             self.client.username_pw_set(username, password)
@@ -85,7 +94,12 @@ class Collector:
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, r, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *args: self.subscribed.set()
-        self.client.connect("127.0.0.1" if not tls_ca else "localhost", port)
+        session = {}
+        if durable_id:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = 3600
+            session = {"clean_start": False, "properties": properties}
+        self.client.connect("127.0.0.1" if not tls_ca else "localhost", port, **session)
         self.client.loop_start()
 
     def _on_message(self, _client, _userdata, message):

@@ -7,7 +7,7 @@ import signal
 import sqlite3
 import time
 
-from .telemetry_helpers import agent_config, seqs, start_agent, stop_agent, write_agent_config
+from .telemetry_helpers import Broker, agent_config, seqs, start_agent, stop_agent, write_agent_config
 
 
 def _wait(predicate, timeout, what):
@@ -40,8 +40,15 @@ def _window_fps(metrics, start_ms, end_ms):
     return sum(m["throughput_fps"] * m["window_s"] for m in inside) / seconds
 
 
-def test_broker_outage_loses_no_seq_and_keeps_frame_rate(tmp_path, broker, collector_factory):
-    before_outage = collector_factory(broker.port)
+def test_broker_outage_loses_no_seq_and_keeps_frame_rate(tmp_path, collector_factory):
+    """The agent's promise ends at the broker's PUBACK. A broker that forgets everything when it
+    stops (persistence off) also drops what it acked but had not yet passed on to subscribers, so
+    this runs against a persistent broker and a durable subscriber, as in production: then every
+    seq must arrive."""
+    folder = tmp_path / "durable-broker"
+    folder.mkdir()
+    broker = Broker(folder, persistent=True).start()
+    before_outage = collector_factory(broker.port, durable_id="dashboard")
     data = agent_config(tmp_path, broker.port, fps=40, interval=0.5)
     data["model"]["thresholds"]["min_area_px"] = 200  # a few events per second, not hundreds
     agent = start_agent(write_agent_config(tmp_path, data), tmp_path / "agent.log")
@@ -50,14 +57,16 @@ def test_broker_outage_loses_no_seq_and_keeps_frame_rate(tmp_path, broker, colle
         time.sleep(5)
         outage_start = int(time.time() * 1000)
         broker.stop()
+        before_outage.close()  # the same durable session comes back below, once
         time.sleep(11)
         outage_end = int(time.time() * 1000)
         broker.start()
-        after_outage = collector_factory(broker.port)
+        after_outage = collector_factory(broker.port, durable_id="dashboard")
         assert after_outage.subscribed.wait(10)  # before the agent's backlog arrives (it retries every 1-2 s)
         time.sleep(4)
     finally:
         assert stop_agent(agent) == 0, (tmp_path / "agent.log").read_text()[-3000:]
+        broker.stop()
     metrics = before_outage.json("/metrics") + after_outage.json("/metrics")
     events = before_outage.json("/events/defect") + after_outage.json("/events/defect")
     session = metrics[-1]["session"]
