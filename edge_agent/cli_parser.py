@@ -185,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="batch sizes to time (1,2,4,8)")
     report.add_argument("--seconds", type=_positive_float, default=3.0, metavar="S",
                         help="timed seconds per variant and batch size, in 10 interleaved rounds (3)")
+    report.add_argument("--sources", type=_batches, metavar="1,2,4,8,10,16",
+                        help="also measure many cameras: N looping MJPG video sources at --sources-fps for each N "
+                             "given, against one unpaced source (the scaling table of edge-agent bench --sources)")
+    report.add_argument("--sources-resolution", type=_resolution, default=(1920, 1080), metavar="WxH",
+                        help="frame size of those sources (1920x1080)")
+    report.add_argument("--sources-fps", type=_positive_float, default=30.0, metavar="F",
+                        help="pace of each of those sources (30)")
     report.add_argument("--json", action="store_true", help="print report.json on stdout instead of the table")
 
     deploy = commands.add_parser(

@@ -14,7 +14,7 @@ from edge_agent.engine.progress import ProgressPrinter
 from edge_agent.errors import ConfigError
 from edge_agent.json_stdout import print_document
 from edge_agent.quickstart import config_for_model
-from edge_agent.report import Plan, create_report
+from edge_agent.report import Plan, create_report, scaling
 from edge_agent.report.render import SUMMARY_HEAD, summary_rows, write_all
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,9 @@ def run_report_command(args: argparse.Namespace) -> int:
     plan = Plan(batches=args.batches, seconds=args.seconds, rounds=ROUNDS)
     with ProgressPrinter(sys.stderr) as progress:
         document, charts = create_report(config, frames, described, plan, assumptions, progress)
+        if args.sources:
+            document["scaling"] = scaling.measure_scaling(config, args.sources, args.sources_resolution, args.sources_fps,
+                                                  args.seconds * 3, progress)
     paths = write_all(document, charts, Path(args.out))
     if args.json:
         print_document(document)
@@ -48,6 +51,10 @@ def run_report_command(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in measured + [SUMMARY_HEAD]) for i in range(len(SUMMARY_HEAD))]
     for line in [SUMMARY_HEAD] + rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    if document.get("scaling"):
+        print("\n" + scaling.title(document["scaling"]))
+        for line in [scaling.HEAD] + scaling.cells(document["scaling"]):
+            print("  ".join(line))
     print()
     for note in document["notes"]:
         print("note: " + note)

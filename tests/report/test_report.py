@@ -22,7 +22,8 @@ from onnx_models import tiny_unet_model
 
 @pytest.fixture(scope="module", name="quick_start")
 def quick_start_fixture(tmp_path_factory):
-    """One run of the quick start: a foreign 32x32 model, 12 images, batches 1 and 2, JSON on stdout."""
+    """One run of the quick start: a foreign 32x32 model, 12 images, batches 1 and 2, the many-sources
+    table for 2 cameras, JSON on stdout."""
     folder = tmp_path_factory.mktemp("report")
     model = tiny_unet_model(folder / "customer.onnx")
     write_demo_sets(folder / "sets", calibration_count=12, validation_count=0)
@@ -30,6 +31,7 @@ def quick_start_fixture(tmp_path_factory):
     env = dict(os.environ, CACHE_DIRECTORY=str(folder / "cache"))
     proc = subprocess.run([sys.executable, "-m", "edge_agent.cli", "report", "--model", str(model), "--images",
                            str(folder / "sets" / "calibration"), "--batches", "1,2", "--seconds", "0.3",
+                           "--sources", "2", "--sources-resolution", "320x240", "--sources-fps", "15",
                            "--out", str(out), "--json"], capture_output=True, text=True, cwd=str(REPO), env=env,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -62,6 +64,19 @@ def test_quick_start_states_its_assumptions_and_measures_every_cpu_precision(qui
     assert document["model"]["sha256"] and document["software"]["onnxruntime"]
     assert json.loads((out / "report.json").read_text())["rows"] == document["rows"]
     assert "| ONNX Runtime INT8 |" in (out / "report.md").read_text()
+
+
+def test_the_many_sources_table_is_measured_against_one_unpaced_source(quick_start):
+    document, out, _ = quick_start
+    scaling = document["scaling"]
+    assert scaling["resolution"] == "320x240" and scaling["source_fps"] == 15
+    single, two = scaling["rows"]
+    assert single["sources"] == "1, unpaced" and single["ratio"] == 1.0
+    assert two["sources"] == "2" and two["ratio"] == pytest.approx(two["fps"] / single["fps"], abs=1e-3)
+    assert 0 < two["fps"] <= 2 * 15 * 1.2  # two cameras at 15 fps cannot give more than they capture
+    assert two["captured"] >= two["dropped"] >= 0
+    assert "Many sources: 320x240 MJPG at 15 fps" in (out / "report.md").read_text()
+    assert "id='scaling'" in (out / "report.html").read_text()
 
 
 def test_the_page_is_one_self_contained_file(quick_start):
