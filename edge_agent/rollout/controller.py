@@ -6,7 +6,9 @@
 Requests come from the retained `…/desired/deployment` topic (through telemetry) or from the file
 `edge-agent deploy` writes; commands from `…/cmd/rollback`. All work happens on this one thread,
 the build in a low-priority child process; the frame loop only ever sees `Pipeline.swap_backend`.
-Each state goes to `deployment.json` and, retained, to `…/deployment`.
+Each state goes to `deployment.json` and, retained, to `…/deployment`. The thread is supervised
+(edge_agent.supervisor): a failure outside a rollout's own steps (those end `rejected`) is logged,
+counted and shown in the agent's health, and the thread restarted with its queue intact.
 """
 
 import logging
@@ -30,6 +32,7 @@ from edge_agent.rollout.request import DeploymentRequest, RequestError, parse_re
 from edge_agent.rollout.signature import verify_signature
 from edge_agent.rollout.store import RolloutStore
 from edge_agent.rollout.watch import BuildGovernor, OutputWatch, RecentFrames, save_frames
+from edge_agent.supervisor import SUPERVISOR, Task
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class Rollout:
         self.recent = RecentFrames()
         self._queue: Any = queue.Queue(maxsize=16)  # of (kind, item) tuples
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rollout", daemon=True)
+        self._task: Optional[Task] = None
         self._desired_mtime = 0.0
         self._watch: Optional[OutputWatch] = None
         self._watch_until = 0.0
@@ -65,7 +68,7 @@ class Rollout:
             self.telemetry.command_handlers["rollback"] = self._on_rollback_command
             if self.store.report is not None:  # the board's last known state, retained again
                 self.telemetry.publish_retained("deployment", self.store.report)
-        self._thread.start()
+        self._task = SUPERVISOR.spawn("rollout", self._run)
         return self
 
     def close(self) -> None:
@@ -73,7 +76,9 @@ class Rollout:
         governor = self._governor
         if governor is not None:  # a build is running: end it, the desired state is retried at the next start
             governor.terminate()
-        self._thread.join(30)
+        if self._task is not None:
+            self._task.stop()
+            self._task.join(30)
         self.pipeline.output_watch = None
         if self.telemetry is not None:
             self.telemetry.set_desired_handler("deployment", None)
@@ -110,21 +115,18 @@ class Rollout:
         return True, "rolling back to {}".format(self.store.kept[0].get("sha256", "?")[:12])
 
     # ---- the rollout thread -----------------------------------------------------------------
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             try:
                 kind, item = self._queue.get(timeout=POLL_S)
             except queue.Empty:
                 kind, item = "", None
-            try:
-                if kind == "deploy":
-                    self._deploy(item, "mqtt")
-                elif kind == "rollback":
-                    self._rollback(item)
-                self._poll_desired_file()
-                self._check_probation()
-            except Exception:  # one failed step must not end the thread: the next request still works
-                log.exception("rollout: unexpected failure")
+            if kind == "deploy":
+                self._deploy(item, "mqtt")
+            elif kind == "rollback":
+                self._rollback(item)
+            self._poll_desired_file()
+            self._check_probation()
 
     def _poll_desired_file(self) -> None:
         path = self.store.desired_path

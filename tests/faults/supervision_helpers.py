@@ -42,12 +42,19 @@ class SupervisorWatch:
     def __init__(self):
         self.daemon = Daemon(load_config(None, {}))  # only its registry and its listener are used
         self.changes = []
+        self._callbacks = []
         self._failures = SUPERVISOR.failures()
         SUPERVISOR.add_listener(self.daemon._on_task_change)
         SUPERVISOR.add_listener(self._record)
 
     def _record(self, status):
         self.changes.append((status, self.daemon.registry.health.snapshot().reasons))
+        for callback in self._callbacks:
+            callback(status)
+
+    def on_change(self, callback):
+        """`callback(status)` on the task's thread at each change (to look at the world right then)."""
+        self._callbacks.append(callback)
 
     def close(self):
         SUPERVISOR.remove_listener(self._record)
