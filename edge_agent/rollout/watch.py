@@ -1,9 +1,9 @@
-"""What a rollout watches on the running line: recent frames for the gate, the line's fps while the
-candidate builds (pausing the build when it costs too much), and a fresh model's outputs.
+"""What a rollout watches on the running line: recent frames for the gate, and the line's fps while
+the candidate builds (pausing the build when it costs too much). A fresh model's outputs are the
+pipeline's sanity watch's to judge (edge_agent.sanity; the controller reads its findings).
 
-All three are fed from the frame loop's thread with O(1) work (a copy of a few frames while armed,
-an isfinite pass over one batch's output while a new model is on probation) and read from the
-rollout thread.
+The frames are copied on the frame loop's thread (a few, only while armed) and read from the
+rollout thread; the fps is sampled by the governor's own supervised thread.
 """
 
 import threading
@@ -157,28 +157,6 @@ class BuildGovernor:
                 process.resume()
             except psutil.Error:
                 pass
-
-
-class OutputWatch:
-    """The sanity watch over a freshly swapped model: the first non-finite output is remembered
-    (the rollout thread rolls back). Probabilities out of range cannot come from softmax/sigmoid
-    of finite logits, so only `activation: none` models are range-checked."""
-
-    def __init__(self, check_range: bool) -> None:
-        self.check_range = check_range
-        self.problem: Optional[str] = None
-        self.tripped = threading.Event()
-
-    def __call__(self, outputs: np.ndarray) -> None:
-        if self.problem is not None:
-            return
-        if not np.isfinite(outputs).all():
-            self.problem = "the model produced non-finite outputs (NaN/inf) on the line"
-        elif self.check_range and (outputs.min() < -1e-3 or outputs.max() > 1.001):
-            self.problem = "the model produced probabilities outside [0, 1] on the line ({:.3f}..{:.3f})".format(
-                float(outputs.min()), float(outputs.max()))
-        if self.problem is not None:
-            self.tripped.set()
 
 
 def _round(value: Optional[float]) -> Optional[float]:
