@@ -7,7 +7,9 @@ One item is three files sharing a stem, under <store>/<YYYY-MM-DD>/:
   <stem>.json (the per-image result line of edge_agent.inspection; its "evidence" names <stem>.jpg).
 The stem is `<HHMMSS.mmm>-<source>-<index>-<NG|OK>`. The frame loop only copies the frame into a
 bounded queue and names the item (`result.notes["evidence"]`, which the MQTT event carries); a
-writer thread draws, encodes and writes each file atomically (temporary name, then rename).
+supervised writer thread ("evidence") draws, encodes and writes each file atomically (temporary
+name, then rename). When it fails, the item being written is lost and the writer restarts with
+backoff (edge_agent.supervisor: logged, counted, in the agent's health).
 """
 
 import collections
@@ -27,6 +29,7 @@ from edge_agent.inspection_config import EvidenceConfig
 from edge_agent.metrics import Registry
 from edge_agent.pipeline import InferenceResult, ResultSink
 from edge_agent.postprocess import mask_in_frame
+from edge_agent.supervisor import SUPERVISOR, Task
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +60,13 @@ class EvidenceStore(ResultSink):
         self._items: Deque[Tuple[str, int]] = collections.deque()  # (name, bytes), oldest first
         self.size = 0
         self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="evidence", daemon=True)
-        self.error: Optional[BaseException] = None
+        self._task: Optional[Task] = None
 
     def start(self) -> "EvidenceStore":
         self.folder.mkdir(parents=True, exist_ok=True)
         self._scan()
         self._trim()
-        self._thread.start()
+        self._task = SUPERVISOR.spawn("evidence", self._run)
         log.info("evidence store %s: %d item(s), %.1f of %.0f MB", self.folder, len(self._items),
                  self.size / 2**20, self.config.max_mb)
         return self
@@ -95,29 +96,21 @@ class EvidenceStore(ResultSink):
         self._wake.set()
 
     # ---- writer thread ------------------------------------------------------------------------
-    def health(self) -> Tuple[bool, str]:
-        if self.error is not None or (not self._thread.is_alive() and not self._stop.is_set()):
-            return False, "evidence writer stopped: {}".format(self.error)
-        return True, "evidence {} item(s), {:.0f} MB".format(len(self._items), self.size / 2**20)
-
     def close(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
+        """Write what is queued, then stop the writer."""
+        if self._task is not None:
+            self._task.stop()
+            self._wake.set()
+            self._task.join(timeout_s)
 
-    def _run(self) -> None:
-        try:
-            while True:
-                self._wake.wait(0.5)
-                self._wake.clear()
-                while self._queue:
-                    self._write(self._queue.popleft())
-                if self._stop.is_set():
-                    return
-        except Exception as exc:  # health() says so; the frame loop is unaffected
-            log.exception("evidence writer failed in %s", self.folder)
-            self.error = exc
+    def _run(self, stop: threading.Event) -> None:
+        while True:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            while self._queue:
+                self._write(self._queue.popleft())
+            if stop.is_set():
+                return
 
     def _write(self, item: _Item) -> None:
         quality = [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality]

@@ -26,6 +26,7 @@ import numpy as np
 from edge_agent.inspection_config import JsonlSinkConfig
 from edge_agent.metrics import Registry
 from edge_agent.pipeline import InferenceResult, ResultSink
+from edge_agent.supervisor import SUPERVISOR, Task
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class RotatingLines:
         return self
 
     def write(self, line: str) -> None:
-        if self._file is None:
+        if self._file is None or self._file.closed:  # closed: a rotation that failed half-way
             self.open()
         if self._file.tell() > 0 and self._file.tell() + len(line) + 1 > self.max_bytes:
             self._rotate()
@@ -129,7 +130,8 @@ class RotatingLines:
 
 class JsonlSink(ResultSink):
     """`sinks.jsonl`: the frame loop appends a small record to a bounded deque (O(1), never waits);
-    a writer thread turns records into lines in a size-rotated file. Needs no broker."""
+    a supervised writer thread ("jsonl-sink") turns records into lines in a size-rotated file; when
+    it fails, the line being written is lost and the writer restarts with backoff. Needs no broker."""
 
     def __init__(self, config: JsonlSinkConfig, path: Path, registry: Registry) -> None:
         self.config = config
@@ -137,15 +139,13 @@ class JsonlSink(ResultSink):
         self._records: Deque[Dict[str, Any]] = collections.deque()
         self._dropped = registry.counter("jsonl_dropped")
         self._written = registry.counter("jsonl_lines")
-        self._stop = threading.Event()
         self._wake = threading.Event()
         self._lines = RotatingLines(path, int(config.max_mb * 2**20), config.keep)
-        self._thread = threading.Thread(target=self._run, name="jsonl-sink", daemon=True)
-        self.error: Optional[BaseException] = None
+        self._task: Optional[Task] = None
 
     def start(self) -> "JsonlSink":
         self._lines.open()
-        self._thread.start()
+        self._task = SUPERVISOR.spawn("jsonl-sink", self._run)
         log.info("per-frame results to %s (rotated at %.0f MB, %d kept)", self.path, self.config.max_mb,
                  self.config.keep)
         return self
@@ -159,30 +159,22 @@ class JsonlSink(ResultSink):
         self._records.append(result_record(result))
         self._wake.set()
 
-    def health(self) -> Tuple[bool, str]:
-        if self.error is not None or (not self._thread.is_alive() and not self._stop.is_set()):
-            return False, "jsonl sink stopped: {}".format(self.error)
-        return True, "jsonl sink writing {}".format(self.path)
-
     def close(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
+        """Write what is queued, then stop the writer and close the file."""
+        if self._task is not None:
+            self._task.stop()
+            self._wake.set()
+            self._task.join(timeout_s)
         self._lines.close()
 
-    def _run(self) -> None:
-        try:
-            while True:
-                self._wake.wait(0.5)
-                self._wake.clear()
+    def _run(self, stop: threading.Event) -> None:
+        while True:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            self._drain()
+            if stop.is_set():
                 self._drain()
-                if self._stop.is_set():
-                    self._drain()
-                    return
-        except Exception as exc:  # reported through health(); the frame loop is unaffected
-            log.exception("jsonl sink failed writing %s", self.path)
-            self.error = exc
+                return
 
     def _drain(self) -> None:
         while self._records:

@@ -1,9 +1,10 @@
 """The local sinks a run opens besides MQTT, in the order the frame loop calls them: the evidence
 store (it names the evidence file that the MQTT event and the jsonl line carry), then the caller's
-telemetry, the jsonl file and the live view. Shared by `run` and `demo`."""
+telemetry, the jsonl file and the live view. Shared by `run` and `demo`. Their threads are
+supervised (edge_agent.supervisor), which reports a failing one in the agent's health."""
 
 import logging
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional
 
 from edge_agent.config import AgentConfig
 from edge_agent.metrics import Registry
@@ -21,9 +22,6 @@ class LocalSinks:
 
     def ordered(self, telemetry: Optional[ResultSink]) -> List[ResultSink]:
         return [s for s in (self.evidence, telemetry, self.jsonl, self.view) if s is not None]
-
-    def health(self) -> List[Tuple[bool, str]]:
-        return [s.health() for s in (self.evidence, self.jsonl, self.view) if s is not None]
 
     def close(self) -> None:
         for sink in (self.view, self.jsonl, self.evidence):

@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -122,9 +122,6 @@ class Pipeline:
         self._truth_union = registry.counter("truth_union_px", unit="px")
         self.frames = 0
         self._swap: Optional[_Swap] = None
-        # called with each batch's outputs on the frame loop's thread while set (a rollout's watch
-        # over a freshly swapped model); must be quick and must not raise
-        self.output_watch: Optional[Callable[[np.ndarray], None]] = None
         self._swaps = registry.counter("model_swaps")
         self._last_swap_frame = -1
         self._swap_lock = threading.Lock()
@@ -241,6 +238,8 @@ class Pipeline:
         self.config, self.preprocess, self.postprocess = config, request.preprocess, request.postprocess
         self._use_tiling(config, backend)
         self.board.demand = max(1, config.pipeline.max_batch // self._tiles)
+        if self.sanity is not None:
+            self.sanity.close()  # the old model's warnings no longer hold
         self.sanity = SanityWatch(config.sanity, config.model, self.registry) if config.sanity.enabled else None
         for name in config.model.output.defect_classes:
             if name not in self._defects:
@@ -337,9 +336,6 @@ class Pipeline:
         outputs = self.backend.wait()
         self._timing.batch_ended(batch.rows, batch.submitted, waited_from, time.monotonic(),
                                  self.backend.finished_at)
-        watch = self.output_watch
-        if watch is not None:
-            watch(outputs[:batch.rows])
         self._stage_ms["infer"].observe((time.monotonic() - batch.submitted) * 1000.0)
         self._inference_batches.inc()
         self._batch_sizes[batch.rows - 1].inc()

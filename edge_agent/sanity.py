@@ -6,7 +6,9 @@ read as probabilities); defects covering most of the frame for many frames in a 
 normalization or `scale` mistake); nothing found for a long window on a line that found defects
 before. Each warning is logged (at most once per `warn_interval_s`), counted in the registry
 (`sanity_warnings{kind}`), reported to the agent's health (key `sanity <kind>`: the MQTT status
-reasons, state `degraded`) when it starts and cleared when it ends, and listed in `active()`.
+reasons, state `degraded`) when it starts and cleared when it ends (or when another model is
+swapped in), and listed in `active()`. A rollout's probation rolls a new model back on its findings
+(edge_agent.rollout.controller).
 """
 
 import logging
@@ -89,7 +91,16 @@ class SanityWatch:
 
     def active(self) -> List[str]:
         """The warnings that hold now, one line each."""
-        return [w.text for w in self._active.values()]
+        return [w.text for w in self.warnings()]
+
+    def warnings(self) -> List[SanityWarning]:
+        """The warnings that hold now; any thread may ask (a rollout's probation does)."""
+        return list(self._active.values())  # one C-level copy: safe while the frame loop adds to it
+
+    def close(self) -> None:
+        """The model it watched is no longer served (a swap): its warnings leave the agent's health."""
+        for kind in list(self._active):
+            self._clear(kind)
 
     def summary(self) -> List[str]:
         """End of a finite run (`inspect`): what held at any time, plus 'nothing found at all'."""

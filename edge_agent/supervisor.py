@@ -202,3 +202,18 @@ class Supervisor:
 
 
 SUPERVISOR = Supervisor()
+
+
+def serve(server: Any, poll_s: float = 0.2) -> Work:
+    """The work of a supervised socketserver (http.server, wsgiref): requests handled one
+    `handle_request()` at a time until stop, so the task ends within `poll_s` of `stop()` and its
+    owner then calls `server_close()`. Not `serve_forever()`: its `shutdown()` waits forever for a
+    loop that never started (a stop before the thread ran). The listening socket outlives a crash
+    of the loop: a client that connects meanwhile is answered after the restart."""
+
+    def work(stop: threading.Event) -> None:
+        server.timeout = poll_s
+        while not stop.is_set():
+            server.handle_request()
+
+    return work

@@ -92,3 +92,20 @@ def test_a_task_that_returns_is_finished_not_restarted():
     task = supervisor.spawn("file", lambda stop: runs.append(1))
     assert task.join(2.0)
     assert runs == [1] and task.status().state == "finished"
+
+
+def test_a_served_socketserver_stops_within_its_poll_even_before_it_ran():
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from edge_agent.supervisor import serve
+
+    supervisor = Supervisor()
+    for start_first in (True, False):
+        server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+        task = supervisor.spawn("http", serve(server, poll_s=0.05), start=start_first)
+        task.stop()  # serve_forever's shutdown() would wait forever here when the loop never ran
+        if not start_first:
+            task.start()
+        started = time.monotonic()
+        assert task.join(2.0) and time.monotonic() - started < 1.0
+        server.server_close()

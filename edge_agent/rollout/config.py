@@ -51,7 +51,9 @@ class RolloutConfig(_Strict):
     max_fps_drop: float = Field(0.2, ge=0, le=1, description="Largest fraction of the line's fps a build may cost; "
                                                               "measured during every build and reported.")
     rollback_window_s: float = Field(
-        600.0, ge=0, le=86400, description="For this long after a swap, a backend error, a crashed frame loop or "
-                                           "a non-finite/out-of-range output rolls back to the previous model.")
+        600.0, ge=0, le=86400, description="For this long after a swap, a crashed frame loop (a backend error) or "
+                                           "a finding of the sanity watch on the new model's outputs (NaN/Inf, "
+                                           "scores outside 0-1, defects over most of the frame; needs "
+                                           "sanity.enabled) rolls back to the previous model.")
     download: DownloadConfig = Field(DownloadConfig(), description="Where and how models are fetched.")
     gate: RolloutGateConfig = Field(RolloutGateConfig(), description="Comparison with the serving model.")

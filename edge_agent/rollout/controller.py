@@ -1,12 +1,15 @@
 """The rollout thread: desired state in, a new model serving (or the old one kept) out.
 
     received -> downloading -> verifying -> preparing -> gating -> active | rejected
-    active --(cmd/rollback, or an error / a non-finite output within rollout.rollback_window_s)--> rolled-back
+    active --(cmd/rollback, or within rollout.rollback_window_s a crash of the frame loop or a
+              finding of the sanity watch on the new model's outputs)--> rolled-back
 
 Requests come from the retained `…/desired/deployment` topic (through telemetry) or from the file
 `edge-agent deploy` writes; commands from `…/cmd/rollback`. All work happens on this one thread,
 the build in a low-priority child process; the frame loop only ever sees `Pipeline.swap_backend`.
-Each state goes to `deployment.json` and, retained, to `…/deployment`.
+Each state goes to `deployment.json` and, retained, to `…/deployment`. The thread is supervised
+(edge_agent.supervisor): a failure outside a rollout's own steps (those end `rejected`) is logged,
+counted and shown in the agent's health, and the thread restarted with its queue intact.
 """
 
 import logging
@@ -28,12 +31,18 @@ from edge_agent.rollout.download import fetch
 from edge_agent.rollout.request import DeploymentRequest, RequestError, parse_request, request_id_of
 from edge_agent.rollout.signature import verify_signature
 from edge_agent.rollout.store import RolloutStore
-from edge_agent.rollout.watch import BuildGovernor, OutputWatch, RecentFrames, save_frames
+from edge_agent.rollout.watch import BuildGovernor, RecentFrames, save_frames
+from edge_agent.sanity import SanityWatch
+from edge_agent.supervisor import SUPERVISOR, Task
 
 log = logging.getLogger(__name__)
 
 POLL_S = 1.0
 REPORT_EVERY_S = 1.0
+# The sanity watch's findings (edge_agent.sanity) that roll a model on probation back: NaN/Inf,
+# scores outside [0, 1], defects over most of the frame. Not "quiet" (nothing found for a long
+# while after some defects): a clean stretch of production says nothing against the model.
+ROLLBACK_FINDINGS = ("nan", "score_range", "coverage")
 
 
 class Rollout:
@@ -48,9 +57,9 @@ class Rollout:
         self.recent = RecentFrames()
         self._queue: Any = queue.Queue(maxsize=16)  # of (kind, item) tuples
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rollout", daemon=True)
+        self._task: Optional[Task] = None
         self._desired_mtime = 0.0
-        self._watch: Optional[OutputWatch] = None
+        self._watch: Optional[SanityWatch] = None  # the sanity watch of the model on probation
         self._watch_until = 0.0
         self._last_report = 0.0
         self._governor: Optional[BuildGovernor] = None
@@ -64,7 +73,7 @@ class Rollout:
             self.telemetry.command_handlers["rollback"] = self._on_rollback_command
             if self.store.report is not None:  # the board's last known state, retained again
                 self.telemetry.publish_retained("deployment", self.store.report)
-        self._thread.start()
+        self._task = SUPERVISOR.spawn("rollout", self._run)
         return self
 
     def close(self) -> None:
@@ -72,8 +81,9 @@ class Rollout:
         governor = self._governor
         if governor is not None:  # a build is running: end it, the desired state is retried at the next start
             governor.terminate()
-        self._thread.join(30)
-        self.pipeline.output_watch = None
+        if self._task is not None:
+            self._task.stop()
+            self._task.join(30)
         if self.telemetry is not None:
             self.telemetry.set_desired_handler("deployment", None)
             self.telemetry.command_handlers.pop("rollback", None)
@@ -109,21 +119,18 @@ class Rollout:
         return True, "rolling back to {}".format(self.store.kept[0].get("sha256", "?")[:12])
 
     # ---- the rollout thread -----------------------------------------------------------------
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             try:
                 kind, item = self._queue.get(timeout=POLL_S)
             except queue.Empty:
                 kind, item = "", None
-            try:
-                if kind == "deploy":
-                    self._deploy(item, "mqtt")
-                elif kind == "rollback":
-                    self._rollback(item)
-                self._poll_desired_file()
-                self._check_probation()
-            except Exception:  # one failed step must not end the thread: the next request still works
-                log.exception("rollout: unexpected failure")
+            if kind == "deploy":
+                self._deploy(item, "mqtt")
+            elif kind == "rollback":
+                self._rollback(item)
+            self._poll_desired_file()
+            self._check_probation()
 
     def _poll_desired_file(self) -> None:
         path = self.store.desired_path
@@ -136,15 +143,16 @@ class Rollout:
             self._deploy(path.read_bytes(), "local")
 
     def _check_probation(self) -> None:
-        watch = self._watch
-        if watch is None:
+        if not self._watch_until:
             return
-        if watch.tripped.is_set() and self.within_probation():
-            self._rollback("automatic: " + (watch.problem or "sanity watch tripped"))
-        elif not self.within_probation():
-            self.pipeline.output_watch = None
-            self._watch = None
+        if not self.within_probation():
+            self._watch, self._watch_until = None, 0.0
             log.info("rollout: probation over; the new model stays")
+            return
+        watch = self._watch
+        findings = [w for w in watch.warnings() if w.kind in ROLLBACK_FINDINGS] if watch is not None else []
+        if findings:
+            self._rollback("automatic: sanity {}: {}".format(findings[0].kind, findings[0].text))
 
     # ---- deploy -------------------------------------------------------------------------------
     def _deploy(self, payload: bytes, origin: str) -> None:
@@ -229,7 +237,7 @@ class Rollout:
         entry = {"rollout_id": rid, "sha256": request.sha256, "path": str(path), "name": request.name,
                  "request": request.model_dump(mode="json")}
         self.store.activate(entry, previous)
-        self._start_probation(candidate)
+        self._start_probation()
         self._report(rid, "active", request, origin=origin, precision=prepared.precision,
                      swapped_at_frame=self.pipeline.swapped_at_frame, **figures)
 
@@ -268,12 +276,13 @@ class Rollout:
         path = self.serving.model.path
         return {"configured": True, "sha256": self._serving_sha, "path": str(path), "name": path.name}
 
-    def _start_probation(self, config: AgentConfig) -> None:
+    def _start_probation(self) -> None:
+        """Watch the model just swapped in: the pipeline made a fresh sanity watch for it (None
+        when sanity.enabled is false: then only a crash of the frame loop rolls back)."""
         if self.settings.rollback_window_s <= 0:
             return
-        self._watch = OutputWatch(config.model.output.activation == "none")
+        self._watch = self.pipeline.sanity
         self._watch_until = time.monotonic() + self.settings.rollback_window_s
-        self.pipeline.output_watch = self._watch
 
     def _rollback(self, reason: str) -> None:
         target = self._record_rollback(reason, live=True)
@@ -288,7 +297,6 @@ class Rollout:
         target = kept[0]
         config = self._config_of(target)
         if live:
-            self.pipeline.output_watch = None
             self._watch, self._watch_until = None, 0.0
             try:
                 self._swap_in(config, None)

@@ -1,9 +1,9 @@
-"""What a rollout watches on the running line: recent frames for the gate, the line's fps while the
-candidate builds (pausing the build when it costs too much), and a fresh model's outputs.
+"""What a rollout watches on the running line: recent frames for the gate, and the line's fps while
+the candidate builds (pausing the build when it costs too much). A fresh model's outputs are the
+pipeline's sanity watch's to judge (edge_agent.sanity; the controller reads its findings).
 
-All three are fed from the frame loop's thread with O(1) work (a copy of a few frames while armed,
-an isfinite pass over one batch's output while a new model is on probation) and read from the
-rollout thread.
+The frames are copied on the frame loop's thread (a few, only while armed) and read from the
+rollout thread; the fps is sampled by the governor's own supervised thread.
 """
 
 import threading
@@ -14,6 +14,7 @@ import numpy as np
 import psutil
 
 from edge_agent.pipeline import InferenceResult, ResultSink
+from edge_agent.supervisor import SUPERVISOR, Task
 
 
 class RecentFrames(ResultSink):
@@ -73,8 +74,7 @@ class BuildGovernor:
         self.pauses = 0
         self._pid: Optional[int] = None
         self._attached: Optional[Tuple[int, float]] = None  # (frames, time) when the build started
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rollout-governor", daemon=True)
+        self._task: Optional[Task] = None
 
     def measure_baseline(self, seconds: float) -> float:
         start_frames, start = self.pipeline.frames, time.monotonic()
@@ -86,13 +86,13 @@ class BuildGovernor:
         """Run-isolated's on_start: the child exists now."""
         self._pid = pid
         self._attached = (self.pipeline.frames, time.monotonic())
-        if not self._thread.is_alive():
-            self._thread.start()
+        if self._task is None:
+            self._task = SUPERVISOR.spawn("rollout-governor", self._run)
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(5)
+        if self._task is not None:
+            self._task.stop()
+            self._task.join(5)
         self._resume()
         if not self.samples and self._attached is not None:
             # a build shorter than one period: its fps over the whole build, once that says something
@@ -109,19 +109,22 @@ class BuildGovernor:
             figures["fps_drop"] = round(max(0.0, 1.0 - during / self.baseline_fps), 4)
         return figures
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         frames, at = self.pipeline.frames, time.monotonic()
-        while not self._stop.wait(self.period_s):
-            now, count = time.monotonic(), self.pipeline.frames
-            fps = (count - frames) / max(now - at, 1e-6)
-            frames, at = count, now
-            self.samples.append(fps)
-            if self.baseline_fps and fps < (1.0 - self.max_drop) * self.baseline_fps:
-                self.pauses += 1
-                self._suspend()
-                self._stop.wait(self.period_s)
-                self._resume()
-                frames, at = self.pipeline.frames, time.monotonic()  # the pause itself is not a sample
+        try:
+            while not stop.wait(self.period_s):
+                now, count = time.monotonic(), self.pipeline.frames
+                fps = (count - frames) / max(now - at, 1e-6)
+                frames, at = count, now
+                self.samples.append(fps)
+                if self.baseline_fps and fps < (1.0 - self.max_drop) * self.baseline_fps:
+                    self.pauses += 1
+                    self._suspend()
+                    stop.wait(self.period_s)
+                    self._resume()
+                    frames, at = self.pipeline.frames, time.monotonic()  # the pause itself is not a sample
+        finally:
+            self._resume()  # a failure (the supervisor restarts this loop) never leaves the build suspended
 
     def terminate(self) -> None:
         """End the build child and its children (the agent is stopping)."""
@@ -154,28 +157,6 @@ class BuildGovernor:
                 process.resume()
             except psutil.Error:
                 pass
-
-
-class OutputWatch:
-    """The sanity watch over a freshly swapped model: the first non-finite output is remembered
-    (the rollout thread rolls back). Probabilities out of range cannot come from softmax/sigmoid
-    of finite logits, so only `activation: none` models are range-checked."""
-
-    def __init__(self, check_range: bool) -> None:
-        self.check_range = check_range
-        self.problem: Optional[str] = None
-        self.tripped = threading.Event()
-
-    def __call__(self, outputs: np.ndarray) -> None:
-        if self.problem is not None:
-            return
-        if not np.isfinite(outputs).all():
-            self.problem = "the model produced non-finite outputs (NaN/inf) on the line"
-        elif self.check_range and (outputs.min() < -1e-3 or outputs.max() > 1.001):
-            self.problem = "the model produced probabilities outside [0, 1] on the line ({:.3f}..{:.3f})".format(
-                float(outputs.min()), float(outputs.max()))
-        if self.problem is not None:
-            self.tripped.set()
 
 
 def _round(value: Optional[float]) -> Optional[float]:

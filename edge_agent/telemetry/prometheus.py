@@ -11,13 +11,13 @@ labels as labels (`source`, `class`, `reason`, `stage`, ...), counters ending in
 """
 
 import logging
-import threading
 from typing import Any, Iterator, Optional, Tuple
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from edge_agent import __version__
 from edge_agent.errors import ConfigError
 from edge_agent.metrics import BUCKET_BOUNDS, Registry
+from edge_agent.supervisor import SUPERVISOR, Task, serve
 from edge_agent.telemetry.checks import StallCheck
 from edge_agent.telemetry.window import base_name, describe
 
@@ -134,7 +134,7 @@ class PrometheusExporter:
         ProcessCollector(registry=self.collectors)  # process_resident_memory_bytes, cpu seconds...
         self._app = make_wsgi_app(self.collectors)
         self._server: Optional[WSGIServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._task: Optional[Task] = None
 
     def start(self) -> "PrometheusExporter":
         try:
@@ -143,14 +143,17 @@ class PrometheusExporter:
             raise ConfigError("prometheus.listen {}:{}: cannot listen there: {}. Pick a free port or another "
                               "address.".format(self.host, self.port, exc.strerror or exc)) from None
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name="prometheus", daemon=True)
-        self._thread.start()
+        # supervised: a crash of the serving loop is logged, counted and the loop restarted
+        self._task = SUPERVISOR.spawn("prometheus", serve(self._server))
         log.info("prometheus: serving http://%s:%d/metrics", self.host, self.port)
         return self
 
     def close(self) -> None:
+        if self._task is not None:
+            self._task.stop()
+            self._task.join(5.0)
+            self._task = None
         if self._server is not None:
-            self._server.shutdown()
             self._server.server_close()
             self._server = None
 

@@ -6,9 +6,11 @@ Three parties, so the frame loop never waits:
   frame loop   `on_result`: at most `max_fps` times a second per source, copies the frame, its
                regions and the small defect mask into that source's slot (no encoding); appends
                the verdict to a bounded deque; O(frame copy), never blocks.
-  encoder      a thread that draws the overlay and JPEG-encodes each new slot.
-  HTTP server  a ThreadingHTTPServer on its own thread serving the page, /frame/<source>.jpg,
-               /api/state and POST /api/calibration/<source>.
+  encoder      a thread ("view-encoder") that draws the overlay and JPEG-encodes each new slot.
+  HTTP server  a ThreadingHTTPServer on its own thread ("view-http") serving the page,
+               /frame/<source>.jpg, /api/state and POST /api/calibration/<source>.
+Both threads are supervised (edge_agent.supervisor): a crash is logged, counted, shown in the
+agent's health and the thread restarted with backoff; the listening socket stays open meanwhile.
 """
 
 import collections
@@ -19,7 +21,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional
 from urllib.parse import parse_qs, unquote, urlparse
 
 import cv2
@@ -28,6 +30,7 @@ import numpy as np
 from edge_agent.inspection import class_colours, draw_overlay, verdict
 from edge_agent.metrics import Registry
 from edge_agent.pipeline import InferenceResult, ResultSink
+from edge_agent.supervisor import SUPERVISOR, Task, serve
 from edge_agent.view.config import ViewConfig
 from edge_agent.view.page import PAGE
 
@@ -66,15 +69,12 @@ class LiveView(ResultSink):
         self._verdicts: Deque[Dict[str, Any]] = collections.deque(maxlen=config.verdicts)
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._stop = threading.Event()
         self._period = 1.0 / config.max_fps
-        self._encoder = threading.Thread(target=self._encode_loop, name="view-encoder", daemon=True)
         self._server: Optional[ThreadingHTTPServer] = None
-        self._server_thread: Optional[threading.Thread] = None
+        self._tasks: List[Task] = []
         self._skipped = registry.counter("view_frames_skipped")
         self._encoded = registry.counter("view_frames_encoded")
         self._saved = registry.counter("calibration_images_saved")
-        self.error: Optional[BaseException] = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> "LiveView":
@@ -92,9 +92,8 @@ class LiveView(ResultSink):
             raise ConfigError("view.listen {}: cannot listen there ({}); pick a free port or another address"
                               .format(self.config.listen, exc.strerror or exc)) from None
         self._server.daemon_threads = True
-        self._server_thread = threading.Thread(target=self._serve, name="view-http", daemon=True)
-        self._encoder.start()
-        self._server_thread.start()
+        self._tasks = [SUPERVISOR.spawn("view-encoder", self._encode_loop),
+                       SUPERVISOR.spawn("view-http", serve(self._server))]
         log.info("live view on %s", self.url)
         return self
 
@@ -105,19 +104,13 @@ class LiveView(ResultSink):
         return "http://{}:{}/{}".format(host, port, token)
 
     def close(self) -> None:
-        self._stop.set()
+        for task in self._tasks:
+            task.stop()
         self._wake.set()
+        for task in self._tasks:
+            task.join(5.0)
         if self._server is not None:
-            self._server.shutdown()
             self._server.server_close()
-        self._encoder.join(5.0)
-
-    def health(self) -> Tuple[bool, str]:
-        alive = self._encoder.is_alive() and self._server_thread is not None and self._server_thread.is_alive()
-        if self._stop.is_set():
-            return True, "live view closing"
-        return (True, "live view on {}".format(self.url.split("?")[0])) if alive else (
-            False, "live view stopped: {}".format(self.error))
 
     # ---- frame loop ---------------------------------------------------------------------------
     def on_result(self, result: InferenceResult) -> None:
@@ -152,36 +145,25 @@ class LiveView(ResultSink):
         self._wake.set()
 
     # ---- encoder thread -----------------------------------------------------------------------
-    def _encode_loop(self) -> None:
+    def _encode_loop(self, stop: threading.Event) -> None:
         from edge_agent.postprocess import mask_in_frame
 
-        try:
-            while not self._stop.is_set():
-                self._wake.wait(0.5)
-                self._wake.clear()
-                for slot in self._slots.values():
-                    with self._lock:
-                        if not slot.fresh:
-                            continue
-                        image = slot.image.copy()
-                        regions = slot.regions
-                        mask = mask_in_frame(slot.mask, slot.geometry) if slot.mask is not None else None
-                        slot.fresh = False
-                    overlay = draw_overlay(image, regions, self.colours, mask)
-                    ok, data = cv2.imencode(".jpg", overlay, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
-                    if ok:
-                        slot.jpeg, slot.seq, slot.ts = data.tobytes(), slot.seq + 1, time.time()
-                        self._encoded.inc()
-        except Exception as exc:  # health() reports it; the frame loop is unaffected
-            log.exception("live view encoder failed")
-            self.error = exc
-
-    def _serve(self) -> None:
-        try:
-            self._server.serve_forever(poll_interval=0.2)
-        except Exception as exc:
-            log.exception("live view server failed")
-            self.error = exc
+        while not stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            for slot in self._slots.values():
+                with self._lock:
+                    if not slot.fresh:
+                        continue
+                    image = slot.image.copy()
+                    regions = slot.regions
+                    mask = mask_in_frame(slot.mask, slot.geometry) if slot.mask is not None else None
+                    slot.fresh = False
+                overlay = draw_overlay(image, regions, self.colours, mask)
+                ok, data = cv2.imencode(".jpg", overlay, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
+                if ok:
+                    slot.jpeg, slot.seq, slot.ts = data.tobytes(), slot.seq + 1, time.time()
+                    self._encoded.inc()
 
     # ---- what the HTTP handler asks -----------------------------------------------------------
     def snapshot(self) -> Dict[str, Any]:

@@ -1,6 +1,6 @@
-"""The rollout thread beside an in-process pipeline (local desired state, no broker): the sanity watch
-rolls a NaN-producing model back, memory is admitted beside the serving model, old models are
-pruned, and the fps figures of the build are reported."""
+"""The rollout thread beside an in-process pipeline (local desired state, no broker): the pipeline's
+sanity watch rolls a NaN-producing model back, memory is admitted beside the serving model, old
+models are pruned, and the fps figures of the build are reported."""
 
 import threading
 import time
@@ -82,7 +82,10 @@ def test_a_model_producing_nan_on_the_line_is_rolled_back_automatically(tmp_path
         line.deploy(broken, "r-nan", states=("active", "rolled-back"))  # the watch may trip at once
         report = line.wait("r-nan", ("rolled-back",))
         time.sleep(0.3)
-    assert "non-finite" in report["reason"] and report["reason"].startswith("automatic")
+        reasons = line.pipeline.registry.health.snapshot().reasons
+    # the pipeline's sanity watch on the new model found it; its warning left the health with the model
+    assert report["reason"].startswith("automatic: sanity nan: ") and "NaN or Inf" in report["reason"]
+    assert not [r for r in reasons if r.startswith("sanity")], reasons
     assert report["rolled_back_to"] == report["serving_sha256"] == file_sha256(old)
     seen = line.recorder.seen
     assert [i for _, i, _, _ in seen] == list(range(len(seen)))
