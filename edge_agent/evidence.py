@@ -8,8 +8,9 @@ One item is three files sharing a stem, under <store>/<YYYY-MM-DD>/:
 The stem is `<HHMMSS.mmm>-<source>-<index>-<NG|OK>`. The frame loop only copies the frame into a
 bounded queue and names the item (`result.notes["evidence"]`, which the MQTT event carries); a
 supervised writer thread ("evidence") draws, encodes and writes each file atomically (temporary
-name, then rename). When it fails, the item being written is lost and the writer restarts with
-backoff (edge_agent.supervisor: logged, counted, in the agent's health).
+name, then rename). A write the disk refuses (full, read-only) loses that item, counted and
+reported in the agent's health until writes succeed again (write_faults.py); any other failure is
+a bug: the writer restarts with backoff (edge_agent.supervisor: logged, counted, in the health).
 """
 
 import collections
@@ -28,6 +29,7 @@ from edge_agent.inspection import class_colours, draw_overlay, result_record
 from edge_agent.inspection_config import EvidenceConfig
 from edge_agent.metrics import Registry
 from edge_agent.pipeline import InferenceResult, ResultSink
+from edge_agent.write_faults import WriteFaults
 from edge_agent.postprocess import mask_in_frame
 from edge_agent.supervisor import SUPERVISOR, Task
 
@@ -57,6 +59,7 @@ class EvidenceStore(ResultSink):
         self._deleted = registry.counter("evidence_deleted")
         self._skipped = registry.counter("evidence_skipped")
         self._bytes = registry.gauge("evidence_size_mb", "MB")
+        self._faults = WriteFaults("evidence", str(folder), registry)
         self._items: Deque[Tuple[str, int]] = collections.deque()  # (name, bytes), oldest first
         self.size = 0
         self._wake = threading.Event()
@@ -108,7 +111,12 @@ class EvidenceStore(ResultSink):
             self._wake.wait(0.5)
             self._wake.clear()
             while self._queue:
-                self._write(self._queue.popleft())
+                try:
+                    self._write(self._queue.popleft())
+                except OSError as exc:  # the disk's fault (full, read-only): the item is lost and counted
+                    self._faults.failed(exc)
+                else:
+                    self._faults.succeeded()
             if stop.is_set():
                 return
 
@@ -164,8 +172,15 @@ class EvidenceStore(ResultSink):
 
 def _write_atomically(path: Path, data: bytes) -> None:
     tmp = Path(str(path) + ".tmp")
-    with open(str(tmp), "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(str(tmp), str(path))
+    try:
+        with open(str(tmp), "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(str(tmp), str(path))
+    except OSError:
+        try:  # a full disk must not also keep the half-written file
+            tmp.unlink()
+        except OSError:
+            pass
+        raise

@@ -27,6 +27,7 @@ from edge_agent.inspection_config import JsonlSinkConfig
 from edge_agent.metrics import Registry
 from edge_agent.pipeline import InferenceResult, ResultSink
 from edge_agent.supervisor import SUPERVISOR, Task
+from edge_agent.write_faults import WriteFaults
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,9 @@ class RotatingLines:
 
 class JsonlSink(ResultSink):
     """`sinks.jsonl`: the frame loop appends a small record to a bounded deque (O(1), never waits);
-    a supervised writer thread ("jsonl-sink") turns records into lines in a size-rotated file; when
-    it fails, the line being written is lost and the writer restarts with backoff. Needs no broker."""
+    a supervised writer thread ("jsonl-sink") turns records into lines in a size-rotated file. A line
+    the disk refuses is lost, counted and reported (write_faults.py); any other failure restarts the
+    writer with backoff. Needs no broker."""
 
     def __init__(self, config: JsonlSinkConfig, path: Path, registry: Registry) -> None:
         self.config = config
@@ -139,6 +141,7 @@ class JsonlSink(ResultSink):
         self._records: Deque[Dict[str, Any]] = collections.deque()
         self._dropped = registry.counter("jsonl_dropped")
         self._written = registry.counter("jsonl_lines")
+        self._faults = WriteFaults("jsonl", str(path), registry)
         self._wake = threading.Event()
         self._lines = RotatingLines(path, int(config.max_mb * 2**20), config.keep)
         self._task: Optional[Task] = None
@@ -178,7 +181,12 @@ class JsonlSink(ResultSink):
 
     def _drain(self) -> None:
         while self._records:
-            self._lines.write(json.dumps(self._records.popleft(), separators=(",", ":")))
+            try:
+                self._lines.write(json.dumps(self._records.popleft(), separators=(",", ":")))
+            except OSError as exc:  # the disk's fault (full, read-only): the line is lost and counted
+                self._faults.failed(exc)
+                continue
+            self._faults.succeeded()
             self._written.inc()
 
 
