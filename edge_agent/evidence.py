@@ -29,9 +29,9 @@ from edge_agent.inspection import class_colours, draw_overlay, result_record
 from edge_agent.inspection_config import EvidenceConfig
 from edge_agent.metrics import Registry
 from edge_agent.pipeline import InferenceResult, ResultSink
-from edge_agent.write_faults import WriteFaults
 from edge_agent.postprocess import mask_in_frame
 from edge_agent.supervisor import SUPERVISOR, Task
+from edge_agent.write_faults import WriteFaults
 
 log = logging.getLogger(__name__)
 

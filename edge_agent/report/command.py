@@ -40,8 +40,8 @@ def run_report_command(args: argparse.Namespace) -> int:
     with ProgressPrinter(sys.stderr) as progress:
         document, charts = create_report(config, frames, described, plan, assumptions, progress)
         if args.sources:
-            document["scaling"] = scaling.measure_scaling(config, args.sources, args.sources_resolution, args.sources_fps,
-                                                  args.seconds * 3, progress)
+            document["scaling"] = scaling.measure_scaling(config, args.sources, args.sources_resolution,
+                                                          args.sources_fps, args.seconds * 3, progress)
     paths = write_all(document, charts, Path(args.out))
     if args.json:
         print_document(document)
