@@ -13,7 +13,8 @@ the pipeline's own Postprocessor, and is judged with the sanity watch's tests an
 - scores outside [0, 1] after the configured activation (`activation: none` on logits);
 - defects covering `sanity.coverage` or more of the frame on most samples (scale/mean/std wrong,
   e.g. `scale: 1.0` instead of 1/255). On synthetic stand-in images for a model other than the
-  demo model this is a warning: such a model has never seen those images.
+  demo model this is a warning (such a model has never seen those images), and with
+  `sanity.enabled: false` too (the way out for a model whose defects do cover most of a frame).
 
 With none of these, no defect on any sample is a warning (normalization or thresholds, or defect-free
 samples). `edge-agent check` runs the ONNX model with ONNX Runtime (`check_findings`); `run`, `demo`
@@ -141,11 +142,12 @@ def run_trial(config: AgentConfig, backend: Any, samples: Optional[Samples] = No
                             "softmax" if len(model.output.classes) > 1 else "sigmoid"))]
     if covered * 2 > count:
         stand_in = samples.synthetic and model.path.resolve() != DEMO_MODEL.resolve()
-        return [Finding("model.input.scale", "warn" if stand_in else "fail", "{:g} (mean {}, std {}): defects cover "
+        warn_only = stand_in or not config.sanity.enabled
+        return [Finding("model.input.scale", "warn" if warn_only else "fail", "{:g} (mean {}, std {}): defects cover "
                         "{:.0%} or more of the frame on {} of {}{}".format(
                             scale, format_values(mean), format_values(std), config.sanity.coverage, covered, where,
                             " (synthetic stand-ins: set engine.calibration.folder to judge on your own images)"
-                            if stand_in else ""),
+                            if stand_in else " (a warning only: sanity.enabled is false)" if warn_only else ""),
                         "set model.input scale, mean and std to the normalization the model was trained with "
                         "(pixels 0-1: leave scale out, it defaults to 1/255; scale 1 feeds 0-255)")]
     if not with_defects:

@@ -149,6 +149,16 @@ def test_synthetic_stand_ins_only_warn_for_a_users_model(tmp_path, write_config)
     assert "set engine.calibration.folder" in finding.message
 
 
+def test_with_the_sanity_watch_off_full_frame_defects_only_warn(tmp_path, write_config):
+    """The way out for a model whose defects do cover most of a frame: NaN and logits still fail."""
+    path = _config(tmp_path, write_config, bright_model(tmp_path / "m.onnx"),
+                   {"input": {"width": 64, "height": 64, "scale": 1.0}})
+    content = load_config(path).model_dump(mode="json")
+    content["sanity"] = {"enabled": False}
+    (finding,) = check_findings(load_config(write_config(content, "off.yaml")))
+    assert finding.status == "warn" and "a warning only: sanity.enabled is false" in finding.message
+
+
 def test_samples_come_from_sources_then_calibration_then_the_generator(tmp_path, write_config):
     model = dark_spot_model(tmp_path / "m.onnx")
     calibration = _images(tmp_path / "calibration", count=8)
