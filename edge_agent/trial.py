@@ -94,7 +94,12 @@ def check_findings(config: AgentConfig, samples: Optional[Samples] = None) -> Li
 
 def verify_outputs(config: AgentConfig, backend: Any) -> None:
     """The trial on an opened backend, at start: ModelError with the failing line; warnings logged."""
-    findings = run_trial(config, backend)
+    try:
+        samples = sample_images(config)
+    except Exception as exc:  # a source that breaks on reading: the pipeline reports it; start without the trial
+        log.warning("trial inference skipped: no sample images (%s: %s)", type(exc).__name__, exc)
+        return
+    findings = run_trial(config, backend, samples)
     for finding in findings:
         if finding.status == "fail":
             raise ModelError(finding.line())
