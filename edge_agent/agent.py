@@ -12,6 +12,7 @@ from edge_agent.engine import Progress, prepare_model
 from edge_agent.metrics import Registry
 from edge_agent.modelcheck import verify
 from edge_agent.pipeline import Pipeline, ResultSink
+from edge_agent.trial import verify_outputs
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,13 @@ def running_pipeline(config: AgentConfig, registry: Registry, sinks: Sequence[Re
                      progress: Optional[Progress] = None, backend: Optional[Backend] = None) -> Iterator[Pipeline]:
     """Backend open, sources started; yields the pipeline ready for `run`. Sinks stay the caller's:
     telemetry must outlive the pipeline to flush what the last frames produced. A `backend` already
-    opened for this config (a reload's dry run) is used, and closed at the end, instead of a new one."""
+    opened for this config (a reload's dry run, which ran the trial) is used, and closed at the end,
+    instead of a new one. A new backend is first tried on a few sample images (edge_agent.trial): a
+    failing finding is a ModelError, the same line `edge-agent check` prints."""
     with contextlib.ExitStack() as stack:
         if backend is None:
             backend = stack.enter_context(open_backend(config, progress))
+            verify_outputs(config, backend)
         else:
             stack.callback(backend.close)
         memory = backend.memory()

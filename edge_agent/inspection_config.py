@@ -39,7 +39,9 @@ class EvidenceConfig(_Strict):
 
 
 class SanityConfig(_Strict):
-    enabled: bool = Field(True, description="Warn when the model's outputs look wrong while running.")
+    enabled: bool = Field(True, description="Warn when the model's outputs look wrong while running. Off also "
+                                            "turns the start-up trial's 'defects cover most of the frame' failure "
+                                            "into a warning (NaN and out-of-range scores still fail).")
     coverage: float = Field(0.5, gt=0, le=1, description="Share of the frame covered by defects that counts as "
                                                         "'most of the frame'.")
     coverage_frames: int = Field(30, ge=1, description="Frames in a row above `coverage` before warning.")

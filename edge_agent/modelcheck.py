@@ -5,10 +5,14 @@ so a mismatch gives the same line everywhere: the key, the value, and the fix.
 What is compared: input count and name, dtype (float32/float16, or uint8 fed raw pixels), rank,
 layout, channels and size; output name, dtype against `output.kind` (scores vs class-index map),
 channels against `classes`, resolution against the input (a lower one is scaled back; a higher or
-differently shaped one is refused), and whether the output already passed through the activation
-that `output.activation` would apply again (or through none, when `activation: none` says it did).
+differently shaped one is refused), whether the output already passed through the activation
+that `output.activation` would apply again (or through none, when `activation: none` says it did),
+and, where the model records the normalization it was trained with (ONNX `metadata_props` entry
+`input`: JSON with `scale`, `mean`, `std`, as scripts/train_demo_model.py writes it for the demo
+model), whether model.input scale/mean/std agree with it.
 """
 
+import json
 import logging
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -23,6 +27,7 @@ INTEGER_TYPES = {"int64", "int32", "uint8", "int8", "uint16", "int16"}
 PASSTHROUGH_OPS = {"Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Resize", "Upsample",
                    "DepthToSpace", "SpaceToDepth", "Slice", "Cast", "Pad", "Concat", "AveragePool", "MaxPool"}
 Dim = Union[int, str, None]
+Normalization = Tuple[float, List[float], List[float]]  # scale, mean, std
 
 
 class Finding(NamedTuple):
@@ -45,6 +50,7 @@ class TensorInfo(NamedTuple):
 class ModelIO(NamedTuple):
     inputs: List[TensorInfo]
     outputs: List[TensorInfo]
+    normalization: Optional[Normalization] = None  # what the model records of its training, if anything
 
 
 def verify(model: ModelConfig) -> List[Finding]:
@@ -94,12 +100,24 @@ def read_model_io(model: ModelConfig) -> ModelIO:
         inferred = graph.output
     producers = {out: node for node in graph.node for out in node.output}
     outputs = [_tensor_info(v)._replace(producer=_producer(v.name, producers)) for v in inferred]
-    return ModelIO(inputs, outputs)
+    return ModelIO(inputs, outputs, recorded_normalization(proto))
+
+
+def recorded_normalization(proto) -> Optional[Normalization]:  # type: ignore[no-untyped-def]
+    """(scale, mean, std) from the model's `metadata_props` entry `input`, or None when it records none."""
+    props = {prop.key: prop.value for prop in proto.metadata_props}
+    try:
+        spec = json.loads(props["input"])
+        return float(spec["scale"]), [float(v) for v in spec["mean"]], [float(v) for v in spec["std"]]
+    except (KeyError, ValueError, TypeError):  # no entry, not JSON, or no scale/mean/std in it
+        return None
 
 
 def compare(model: ModelConfig, io: ModelIO) -> List[Finding]:
     findings: List[Finding] = []
     image = _check_inputs(model, io.inputs, findings)
+    if image is not None and io.normalization is not None and not any(f.status == "fail" for f in findings):
+        _check_normalization(model, image, io.normalization, findings)
     output = _pick(io.outputs, model.output.name, "model.output.name", "output", findings)
     # an input mismatch makes the output's comparisons (its size above all) say the same thing again
     if image is not None and output is not None and not any(f.status == "fail" for f in findings):
@@ -151,6 +169,44 @@ def _check_inputs(model: ModelConfig, inputs: Sequence[TensorInfo], findings: Li
             findings.append(Finding("model.input." + key, "fail", "{} but input {!r} has shape {} ({} {})".format(
                 want, image.name, _shape(image.shape), key, got), "set model.input.{}: {}".format(key, got)))
     return image
+
+
+def _check_normalization(model: ModelConfig, image: TensorInfo, recorded: Normalization,
+                         findings: List[Finding]) -> None:
+    if image.dtype == "uint8":  # raw pixels: the model normalizes inside (scale/mean/std refused above)
+        return
+    configured = model.input.normalization()
+    names = ("scale", "mean", "std")
+    wrong = [name for name, got, want in zip(names, configured, recorded) if not _same(got, want)]
+    if not wrong:
+        return
+    scale, mean, std = recorded
+    one_255 = abs(scale - 1 / 255) < 1e-6
+    wanted = "mean: {}, std: {}".format(format_values(mean), format_values(std))
+    findings.append(Finding("model.input." + wrong[0], "fail", "{} but the model was trained with scale {}, {} "
+                            "(recorded in its ONNX metadata 'input'); the config gives scale {:g}, mean {}, std {}"
+                            .format(_value(configured[names.index(wrong[0])]), "1/255" if one_255 else
+                                    "{:g}".format(scale), wanted.replace(":", ""), configured[0],
+                                    format_values(configured[1]), format_values(configured[2])),
+                            "in model.input {}{}".format("leave scale out (1/255) and set " if one_255 else
+                                                         "set scale: {:g}, ".format(scale), wanted)))
+
+
+def _same(got: Union[float, List[float]], want: Union[float, List[float]]) -> bool:
+    got_values = got if isinstance(got, list) else [got]
+    want_values = want if isinstance(want, list) else [want]
+    if len(want_values) == 1:
+        want_values = want_values * len(got_values)
+    return len(got_values) == len(want_values) and all(
+        abs(a - b) <= 1e-4 * max(1.0, abs(b)) for a, b in zip(got_values, want_values))
+
+
+def _value(value: Union[float, List[float]]) -> str:
+    return format_values(value) if isinstance(value, list) else "{:g}".format(value)
+
+
+def format_values(values: List[float]) -> str:
+    return "[{}]".format(", ".join("{:g}".format(v) for v in values))
 
 
 def _check_output(model: ModelConfig, image: TensorInfo, out: TensorInfo, findings: List[Finding]) -> None:

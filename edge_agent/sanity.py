@@ -14,7 +14,7 @@ swapped in), and listed in `active()`. A rollout's probation rolls a new model b
 import logging
 import math
 import time
-from typing import Any, Dict, List, NamedTuple, Sequence
+from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
@@ -25,6 +25,31 @@ from edge_agent.metrics import Registry
 log = logging.getLogger(__name__)
 
 SCORE_SLACK = 1e-3  # float rounding around 0 and 1
+
+
+def reads_probabilities(model: ModelConfig) -> bool:
+    """True when the raw output is taken as probabilities (no activation applied): only then can it
+    leave [0, 1]; after softmax or sigmoid it cannot."""
+    return model.output.kind == "scores" and model.output.activation == "none"
+
+
+def output_range(output: np.ndarray) -> Tuple[float, float]:
+    """(lowest, highest) value of one output row: two reductions, no allocation."""
+    return float(output.min()), float(output.max())
+
+
+def finite(low: float, high: float) -> bool:
+    """False when the row holding these extremes has a NaN or Inf anywhere."""
+    return math.isfinite(high) and math.isfinite(low)
+
+
+def outside_unit(low: float, high: float) -> bool:
+    return low < -SCORE_SLACK or high > 1 + SCORE_SLACK
+
+
+def covers_frame(regions: Sequence[Any], frame_area: int, coverage: float) -> bool:
+    """True when the regions cover `coverage` (a share) or more of a frame of `frame_area` pixels."""
+    return bool(frame_area) and sum(r.area_px for r in regions) >= coverage * frame_area
 
 
 class SanityWarning(NamedTuple):
@@ -41,7 +66,7 @@ class SanityWatch:
         self._counters: Dict[str, Any] = {}  # kind -> counter, made on first use
         self._active: Dict[str, SanityWarning] = {}
         self._logged: Dict[str, float] = {}
-        self._reads_probabilities = model.output.kind == "scores" and model.output.activation == "none"
+        self._reads_probabilities = reads_probabilities(model)
         self._floats = model.output.kind == "scores"
         self.frames = 0
         self.defect_frames = 0
@@ -57,14 +82,14 @@ class SanityWatch:
             return
         self.frames += 1
         if self._floats:
-            high, low = float(output.max()), float(output.min())
-            if not (math.isfinite(high) and math.isfinite(low)):
+            low, high = output_range(output)
+            if not finite(low, high):
                 self.nonfinite_frames += 1
                 self._raise("nan", "the model's output holds NaN or Inf ({} of {} frames so far): check the model "
                                    "export and model.input scale/mean/std".format(self.nonfinite_frames, self.frames))
             elif self._reads_probabilities:
                 self._score_low, self._score_high = min(self._score_low, low), max(self._score_high, high)
-                if low < -SCORE_SLACK or high > 1 + SCORE_SLACK:
+                if outside_unit(low, high):
                     self._raise("score_range", "scores range {:.3g}..{:.3g}, outside 0-1, with "
                                 "model.output.activation: none: the output holds logits; set activation: softmax "
                                 "(several channels) or sigmoid (one)".format(self._score_low, self._score_high))
@@ -78,8 +103,7 @@ class SanityWatch:
                 self._raise("quiet", "no defect found in the last {} frames although {} earlier frames had some: "
                                      "check the camera, lighting and model.input normalization".format(
                                          self._quiet_run, self.defect_frames))
-        covered = sum(r.area_px for r in regions)
-        if frame_area and covered >= self.config.coverage * frame_area:
+        if covers_frame(regions, frame_area, self.config.coverage):
             self._covered_run += 1
             if self._covered_run >= self.config.coverage_frames:
                 self._raise("coverage", "defects cover {:.0%} or more of the frame in {} frames in a row: check "

@@ -8,7 +8,8 @@ dry run opens every resource the new config names while the old pipeline keeps i
 - the broker settings: TLS context built (CA, client certificate and key read), password read,
   state directory writable (the outbox lives there);
 - the model: prepared (an engine build runs here, in its child process, with progress), its
-  memory plan admitted against the new budget, the backend opened and warmed up.
+  memory plan admitted against the new budget, the backend opened and warmed up, then tried on a
+  few sample images (edge_agent.trial: NaN, logits read as probabilities, a normalization mistake).
 
 The opened backend is handed to the new pipeline, so the model is not loaded twice. Both models
 are in memory during the swap: on a board too small for that, the reload is refused with the
@@ -25,6 +26,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.engine import Progress
 from edge_agent.errors import ConfigError
 from edge_agent.paths import state_dir
+from edge_agent.trial import verify_outputs
 
 log = logging.getLogger(__name__)
 
@@ -54,4 +56,10 @@ def dry_run(config: AgentConfig, serving: AgentConfig, progress: Optional[Progre
     config with an active rollout applied); returns the opened backend (the caller hands it to the
     new pipeline or closes it). Raises EdgeAgentError with the reason."""
     check_telemetry_settings(config)
-    return load_backend(serving, progress)
+    backend = load_backend(serving, progress)
+    try:
+        verify_outputs(serving, backend)
+    except BaseException:
+        backend.close()
+        raise
+    return backend

@@ -85,14 +85,30 @@ def test_nothing_found_any_more_on_a_line_that_found_defects():
     assert watch.active() == []
 
 
-def test_inspect_prints_the_nan_warning_at_the_end(tmp_path, write_config, capsys):
+def test_inspect_refuses_a_nan_model_at_start_with_the_trial_line(tmp_path, write_config, capsys, caplog):
+    """NaN on every image is caught before the first image by the trial inference (edge_agent.trial),
+    the same line `check` prints; the watch stays for what only shows later on the line."""
     dark_spot_model(tmp_path / "nan.onnx", nan=True)
     (tmp_path / "images").mkdir()
     for i in range(3):
         cv2.imwrite(str(tmp_path / "images" / "{}.png".format(i)), dark_square_image())
     config = write_config({"model": {"path": "nan.onnx", "input": {"width": 64, "height": 64},
                                      "output": {"classes": ["background", "dark"]}}})
+    with caplog.at_level(logging.ERROR):
+        assert main(["inspect", "--config", str(config), "--images", str(tmp_path / "images"),
+                     "--out", str(tmp_path / "out")]) == 1
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert error.startswith("model.path: nan.onnx: the output holds NaN or Inf on 3 of 3 sample image(s)")
+
+
+def test_inspect_prints_the_watch_summary_at_the_end(tmp_path, write_config, capsys):
+    dark_spot_model(tmp_path / "dark.onnx")
+    (tmp_path / "images").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "images" / "{}.png".format(i)), np.full((120, 160, 3), 200, np.uint8))
+    config = write_config({"model": {"path": "dark.onnx", "input": {"width": 64, "height": 64},
+                                     "output": {"classes": ["background", "dark"]}}})
     assert main(["inspect", "--config", str(config), "--images", str(tmp_path / "images"),
                  "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert "WARN  the model's output holds NaN or Inf (3 of 3 frames" in out
+    assert "WARN  no defect found in any of the 3 image(s)" in out

@@ -55,6 +55,9 @@ def _notes(document: Dict[str, Any], machine: Dict[str, Any], skipped: Optional[
     for backend, reason in missing.items():
         notes.append("{}: not measured. {}; its FP16 and INT8 rows appear where it is installed (on a "
                      "Jetson: JetPack's TensorRT).".format(backend, reason))
+    gpu_memory = document["probe"]["facts"].get("gpu_memory")
+    notes.append("GPU memory: {}.".format(gpu_memory) if gpu_memory else "GPU memory: not measurable here (no "
+                 "NVIDIA GPU that NVML can read, not a Jetson); the device column is the backend's own accounting.")
     validation = sorted({r["gate"]["validation_set"] for r in document["rows"]
                          if r.get("gate", {}).get("validation_set")})
     for described in validation:

@@ -184,7 +184,8 @@ def _run_for(backend: Any, batch: int, seconds: float, latencies: List[float]) -
 
 
 def _mean_utilisation(snapshots: List[Dict[str, float]]) -> Dict[str, float]:
-    keys = ("cpu_util_pct", "process_cpu_pct", "gpu_util_pct", "gpu_mem_used_mb", "process_rss_mb")
+    keys = ("cpu_util_pct", "process_cpu_pct", "gpu_util_pct", "gpu_mem_used_mb", "gpu_mem_process_mb",
+            "gpu_mem_shared_mb", "process_rss_mb")
     result = {}
     for key in keys:
         values = [s[key] for s in snapshots if key in s]

@@ -90,8 +90,18 @@ def resource_rows(document: Dict[str, Any]) -> List[List[str]]:
         lines.append([row["label"], "{} ({})".format(_num(row.get("prepare_s"), 1), row.get("cache", "")),
                       _num(mem["host_held_mb"]), _num(mem["device_held_mb"]), _num(mem["rss_added_mb"]),
                       _num(use.get("process_rss_mb")), _num(use.get("cpu_util_pct")), _num(use.get("process_cpu_pct")),
-                      _num(use.get("gpu_util_pct")), _num(use.get("gpu_mem_used_mb"))])
+                      _num(use.get("gpu_util_pct")), gpu_memory_cell(use)])
     return lines
+
+
+def gpu_memory_cell(use: Dict[str, Any]) -> str:
+    """The GPU memory figure, labelled where it is RAM (a Jetson: counted once, inside RSS / RAM in use,
+    never added to it); the report's notes name the source."""
+    if "gpu_mem_process_mb" in use:
+        return "{} (part of RSS)".format(_num(use["gpu_mem_process_mb"]))
+    if "gpu_mem_shared_mb" in use:
+        return "{} whole board (part of RAM)".format(_num(use["gpu_mem_shared_mb"]))
+    return _num(use.get("gpu_mem_used_mb"))
 
 
 RESOURCE_HEAD = ["variant", "prepare s (cache)", "host held MB", "device held MB", "RSS added MB", "peak RSS MB",

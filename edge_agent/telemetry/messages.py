@@ -43,7 +43,10 @@ PROBE_DESCRIPTIONS = {
     "disk_used_pct": "used share of the state directory's file system",
     "gpu_util_pct": "GPU load (jtop, Tegra sysfs or NVML)",
     "gpu_freq_mhz": "GPU clock",
-    "gpu_mem_used_mb": "GPU memory in use (NVML)",
+    "gpu_mem_used_mb": "GPU memory in use (NVML: a discrete GPU's own memory, every process)",
+    "gpu_mem_process_mb": "the agent's GPU buffers on a Jetson (jtop or nvmap debugfs): RAM, part of the RSS, "
+                          "not to be added to it",
+    "gpu_mem_shared_mb": "every process's GPU buffers on a Jetson (jtop or NvMapMemUsed): part of ram_used_mb",
     "emc_util_pct": "memory controller load (jtop)",
     "power_total_mw": "board input power",
     "memory_budget_mb": "memory.limit_mb",

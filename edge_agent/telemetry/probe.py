@@ -3,6 +3,11 @@
 Providers are chosen once at start, in order of preference for the GPU side: jetson-stats `jtop`
 (optional extra) -> Tegra sysfs -> NVML (discrete NVIDIA GPUs) -> none; psutil always adds CPU,
 RAM, swap, disk and the agent's own memory. An absent or invalid sensor is left out.
+
+GPU memory: NVML gives the discrete GPU's own memory in use (`gpu_mem_used_mb`, every process). On a
+Jetson the GPU's buffers are RAM (edge_agent.telemetry.jetson_memory): this process's share
+(`gpu_mem_process_mb`) and the board's (`gpu_mem_shared_mb`), never to be added to RSS. The
+provider's `facts()["gpu_memory"]` names where the figure came from.
 """
 
 import glob
@@ -17,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional
 import psutil
 
 from edge_agent.supervisor import SUPERVISOR, Task
+from edge_agent.telemetry.jetson_memory import TegraGpuMemory, is_tegra, jtop_gpu_memory
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +105,21 @@ class TegraSysfsProvider(Provider):
     GPU_DEVICES = ("devices/platform/gpu.0", "devices/gpu.0", "devices/platform/17000000.ga10b",
                    "devices/platform/17000000.gv11b", "devices/17000000.ga10b", "devices/17000000.gv11b")
 
-    def __init__(self, sys_root: Path = Path("/sys"), var_root: Path = Path("/var")) -> None:
+    def __init__(self, sys_root: Path = Path("/sys"), var_root: Path = Path("/var"),
+                 proc_root: Path = Path("/proc")) -> None:
         self.sys_root = sys_root
         self.var_root = var_root
         self.gpu = next((sys_root / d for d in self.GPU_DEVICES if (sys_root / d / "load").exists()), None)
+        self.memory = TegraGpuMemory(sys_root, proc_root)
 
     @classmethod
-    def detect(cls, sys_root: Path = Path("/sys")) -> bool:
+    def detect(cls, sys_root: Path = Path("/sys"), etc_root: Path = Path("/etc"),
+               proc_root: Path = Path("/proc")) -> bool:
         family = sys_root / "devices/soc0/family"
         try:
             return family.read_text().strip().lower() == "tegra"
         except OSError:
-            return Path("/etc/nv_tegra_release").exists()
+            return is_tegra(etc_root, proc_root)
 
     def read(self) -> Dict[str, float]:
         values: Dict[str, float] = {}
@@ -141,11 +150,15 @@ class TegraSysfsProvider(Provider):
                     total = power
         if total:
             values["power_total_mw"] = total
+        values.update(self.memory.read())
         return values
 
     def facts(self) -> Dict[str, str]:
         status = _read_text(self.var_root / "lib/nvpmodel/status")
-        return {"nvpmodel": status.split(":")[-1]} if status else {}
+        facts = {"nvpmodel": status.split(":")[-1]} if status else {}
+        self.memory.read()
+        facts["gpu_memory"] = "unified with RAM, from " + self.memory.source
+        return facts
 
 
 class JtopProvider(Provider):
@@ -161,11 +174,15 @@ class JtopProvider(Provider):
             raise RuntimeError("jtop service not responding")
 
     def read(self) -> Dict[str, float]:
-        return jtop_values(self._jtop.stats)
+        values = jtop_values(self._jtop.stats)
+        values.update(jtop_gpu_memory(self._jtop)[0])
+        return values
 
     def facts(self) -> Dict[str, str]:
         mode = getattr(self._jtop, "nvpmodel", None)
-        return {"nvpmodel": str(mode)} if mode is not None else {}
+        facts = {"nvpmodel": str(mode)} if mode is not None else {}
+        facts["gpu_memory"] = "unified with RAM, from " + jtop_gpu_memory(self._jtop)[1]
+        return facts
 
     def close(self) -> None:
         self._jtop.close()
@@ -221,17 +238,19 @@ class NvmlProvider(Provider):
 
     def facts(self) -> Dict[str, str]:
         name = self._nvml.nvmlDeviceGetName(self._handle)
-        return {"gpu_name": name.decode() if isinstance(name, bytes) else str(name)}
+        return {"gpu_name": name.decode() if isinstance(name, bytes) else str(name),
+                "gpu_memory": "NVML: the GPU's own memory in use, all processes"}
 
     def close(self) -> None:
         self._nvml.nvmlShutdown()
 
 
-def choose_gpu_provider() -> Provider:
+def choose_gpu_provider(sys_root: Path = Path("/sys"), etc_root: Path = Path("/etc"),
+                        proc_root: Path = Path("/proc")) -> Provider:
     """The first GPU provider that works here; the reasons the others were skipped go to the log."""
     candidates: List[Callable[[], Provider]] = [JtopProvider]
-    if TegraSysfsProvider.detect():
-        candidates.append(TegraSysfsProvider)
+    if TegraSysfsProvider.detect(sys_root, etc_root, proc_root):
+        candidates.append(lambda: TegraSysfsProvider(sys_root, proc_root=proc_root))
     candidates.append(NvmlProvider)
     for make in candidates:
         try:
@@ -244,9 +263,11 @@ def choose_gpu_provider() -> Provider:
 class SystemProbe:
     """Samples the providers in its own thread; readers take the latest snapshot without waiting."""
 
-    def __init__(self, interval_s: float, disk_path: Path, memory_facts: Dict[str, float]) -> None:
+    def __init__(self, interval_s: float, disk_path: Path, memory_facts: Dict[str, float],
+                 gpu: Optional[Provider] = None) -> None:
+        """`gpu`: the GPU-side provider to use (tests give one on a fake tree); default: the first that works."""
         self.interval_s = interval_s
-        self.gpu = choose_gpu_provider()
+        self.gpu = gpu if gpu is not None else choose_gpu_provider()
         self.host = PsutilProvider(disk_path)
         self.memory_facts = dict(memory_facts)
         self.latest: Dict[str, float] = {}

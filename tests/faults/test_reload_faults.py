@@ -13,11 +13,13 @@ def _bad_configs(short_tmp, model_path):
     truncated = short_tmp / "truncated.onnx"
     truncated.write_bytes(model_path.read_bytes()[:-10])
     wrong_size = dark_spot_model(short_tmp / "wide.onnx", size=(128, 128))
+    nan = dark_spot_model(short_tmp / "nan.onnx", nan=True)  # passes the graph check, fails the trial inference
     tls = {"enabled": True, "host": "127.0.0.1", "port": 8883, "tls": {"enabled": True, "ca_file": "missing-ca.pem"}}
     password = {"enabled": True, "host": "127.0.0.1", "username": "u", "password_file": "missing-password"}
     return [
         (config_data(truncated), "truncated or not an ONNX model"),
         (config_data(wrong_size), "has shape"),
+        (config_data(nan), "the output holds NaN or Inf on 6 of 6 sample image(s)"),
         (config_data(model_path, memory={"limit_mb": 20}), "memory.limit_mb is 20"),
         (config_data(model_path, mqtt=tls), "mqtt.tls: cannot load the CA"),
         (config_data(model_path, mqtt=password), "cannot read the broker password"),

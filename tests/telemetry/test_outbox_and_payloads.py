@@ -115,11 +115,12 @@ def test_tegra_sysfs_reader_on_a_fake_tree(tmp_path):
         (hwmon / "curr{}_input".format(channel)).write_text(str(ma))
     (var_root / "lib/nvpmodel").mkdir(parents=True)
     (var_root / "lib/nvpmodel/status").write_text("pmode:0002\n")
-    provider = TegraSysfsProvider(sys_root, var_root)
+    provider = TegraSysfsProvider(sys_root, var_root, proc_root=tmp_path / "proc")  # no GPU memory readable
     assert provider.read() == {"gpu_util_pct": 52.3, "gpu_freq_mhz": 918.0, "temp_gpu_c": 41.5,
                                "power_vdd_in_mw": 6000.0, "power_vdd_cpu_gpu_cv_mw": 1500.0,
                                "power_total_mw": 6000.0}
-    assert provider.facts() == {"nvpmodel": "0002"}
+    facts = provider.facts()
+    assert facts["nvpmodel"] == "0002" and facts["gpu_memory"].startswith("unified with RAM, from not readable here")
 
 
 def test_crop_is_bounded_on_copy_and_encode():
