@@ -35,19 +35,20 @@ from edge_agent.config_loader import load_config
 sources, width, height = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 fps, seconds = float(sys.argv[5]), float(sys.argv[6])
 video = bench.bench_video(Path(sys.argv[7]), width, height)
-config = bench.source_config(load_config(None), video, sources, fps, int(sys.argv[8]) or None)
+overrides = json.loads(sys.argv[9])
+config = bench.source_config(load_config(None, overrides), video, sources, fps, int(sys.argv[8]) or None)
 print(json.dumps(bench.measure(config, seconds)))
 """
 
 
 def measure(python: str, path: Optional[Path], sources: int, resolution: str, fps: float, seconds: float,
-            folder: Path, max_batch: int) -> Dict[str, Any]:
+            folder: Path, max_batch: int, overrides: Dict[str, Any]) -> Dict[str, Any]:
     width, height = resolution.split("x")
     env = dict(os.environ)
     if path is not None:
         env["PYTHONPATH"] = str(path)
     command = [python, "-c", CHILD, str(MODULE), str(sources), width, height, str(fps), str(seconds), str(folder),
-               str(max_batch)]
+               str(max_batch), json.dumps(overrides)]
     out = subprocess.run(command, env=env, check=True, stdout=subprocess.PIPE, cwd=str(path or REPO),
                          text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -60,6 +61,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--fps", type=float, default=30.0, help="pace of every source (30)")
     parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per run (15)")
     parser.add_argument("--max-batch", type=int, default=0, help="pipeline.max_batch (default: min(N, 8))")
+    parser.add_argument("--latency-target-ms", type=float, help="pipeline.latency_target_ms of ours (default: "
+                        "the config's default; 0 fills batches up to max_batch)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds over all counts; medians are reported (1)")
     parser.add_argument("--baseline", metavar="REV", help="also measure git revision REV, interleaved")
     parser.add_argument("--json", action="store_true", help="print all measurements as JSON")
@@ -81,8 +84,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                     for which, tree in trees.items():
                         print("round {} {:8s} {:>8s} source(s) ...".format(round_index + 1, which, label),
                               file=sys.stderr, flush=True)
+                        overrides = {} if tree is not None or args.latency_target_ms is None else {
+                            "pipeline": {"latency_target_ms": args.latency_target_ms}}
                         result = measure(sys.executable, tree, n, args.resolution, fps, args.seconds, folder,
-                                         args.max_batch)
+                                         args.max_batch, overrides)
                         results[which].setdefault(label, []).append(result)
         finally:
             if args.baseline:
@@ -100,9 +105,10 @@ def _median(rows: List[Dict[str, Any]], key: str) -> float:
 
 
 def table(results: Dict[str, Dict[str, List[Dict[str, Any]]]], runs: List[Any], args: argparse.Namespace) -> str:
-    lines = ["{} sources at {:g} fps, {} s per run, {} round(s), max_batch {}; ratio = aggregate / single unpaced "
-             "source of the same version".format(args.resolution, args.fps, args.seconds, args.rounds,
-                                                 args.max_batch or "min(N, 8)"), "",
+    target = "default" if args.latency_target_ms is None else "{:g} ms".format(args.latency_target_ms)
+    lines = ["{} sources at {:g} fps, {} s per run, {} round(s), max_batch {}, latency target {}; ratio = aggregate / "
+             "single unpaced source of the same version".format(args.resolution, args.fps, args.seconds, args.rounds,
+                                                                args.max_batch or "min(N, 8)", target), "",
         "| version | sources | aggregate fps | ratio | slowest / fastest source | p50 / p99 latency | dropped "
         "(shed) | batch sizes | agent CPU (% of a core) | frames per agent CPU-second |",
         "|---|---|---|---|---|---|---|---|---|---|"]
