@@ -5,6 +5,7 @@ anything else is a bug and keeps its traceback and a non-zero exit, so systemd s
 """
 
 import argparse
+import faulthandler
 import logging
 import signal
 import sys
@@ -23,6 +24,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     command = COMMANDS[args.command]
     _setup_logging(args.log_level or "info")
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints every thread's stack: what a hung command waits on
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         if getattr(args, "json", False):
             with reserved_stdout():  # library chatter goes to stderr, the one document to stdout

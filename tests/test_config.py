@@ -59,7 +59,7 @@ def test_unknown_key_suggests_the_nearest(write_config):
     text = _error(write_config, "pipeline:\n  max_bach: 2\n")
     assert "pipeline.max_bach unknown key" in text
     assert "Did you mean 'max_batch'?" in text
-    assert "Allowed here: decode_nice, decode_threads, max_batch, max_wait_ms" in text
+    assert "Allowed here: decode_nice, decode_threads, latency_target_ms, max_batch, max_wait_ms" in text
 
 
 def test_unknown_key_inside_a_source_lists_that_source_type_keys(write_config):

@@ -242,7 +242,14 @@ def test_a_rollout_reaches_edge_agent_demo(tmp_path, broker, collector_factory, 
             assert active["state"] == "active", active
         finally:
             demo.send_signal(signal.SIGINT)
-            out, _ = demo.communicate(timeout=60)
+            try:
+                out, _ = demo.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                demo.send_signal(signal.SIGUSR1)  # the demo prints every thread's stack to its log
+                time.sleep(2)
+                demo.kill()
+                raise AssertionError("the demo did not stop within 60 s of SIGINT; its log and stacks:\n" +
+                                     (tmp_path / "demo.log").read_text()[-20000:]) from None
     assert demo.returncode == 0, (tmp_path / "demo.log").read_text()
     assert json.loads(out)["frames"] > active["swapped_at_frame"] > 0
     assert retained_report(broker.port)["model_sha256"] == sha256(models["good"])

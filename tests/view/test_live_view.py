@@ -55,7 +55,8 @@ def _start_demo(tmp_path, extra_view=None):
     if url is None:
         process.kill()
         raise AssertionError("no live view URL in the demo's log:\n" + "".join(lines))
-    drain = threading.Thread(target=process.stderr.read, daemon=True)  # keep the pipe from filling
+    process.log_lines = lines
+    drain = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)  # keep the pipe from filling
     drain.start()
     return process, url
 
@@ -65,8 +66,11 @@ def _stop(process):
     try:
         out, _ = process.communicate(timeout=30)
     except subprocess.TimeoutExpired:
+        process.send_signal(10)  # SIGUSR1: the demo prints every thread's stack
+        time.sleep(2)
         process.kill()
-        raise
+        raise AssertionError("the demo did not stop within 30 s of SIGINT; its log and stacks:\n" +
+                             "".join(process.log_lines[-200:])) from None
     return process.returncode, out
 
 
