@@ -24,8 +24,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     command = COMMANDS[args.command]
     _setup_logging(args.log_level or "info")
-    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints every thread's stack: what a hung command waits on
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    _stacks_on_sigusr1()
     try:
         if getattr(args, "json", False):
             with reserved_stdout():  # library chatter goes to stderr, the one document to stdout
@@ -39,6 +38,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 141
+
+
+def _stacks_on_sigusr1() -> None:
+    """`kill -USR1 <pid>` prints every thread's stack to stderr: what a hung command waits on."""
+    if not hasattr(signal, "SIGUSR1"):
+        return
+    try:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except (OSError, ValueError, RuntimeError):  # stderr is not a real file (captured, embedded)
+        pass
 
 
 def _setup_logging(level: str) -> None:

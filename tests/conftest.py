@@ -36,3 +36,26 @@ def dark_square_image(width=160, height=120, box=(40, 30, 40, 30), background=20
     x, y, w, h = box
     image[y:y + h, x:x + w] = 0
     return image
+
+
+def assert_one_line_from_check_and_at_start(path, failure, rows, capsys, caplog):
+    """`edge-agent check` on config `path` exits 1 with `failure` as its one FAIL line among `rows` (a
+    predicate on the output's lines) and its fix, no traceback; `demo` refuses at start with the same
+    line as its only error."""
+    import logging
+
+    from edge_agent.cli import main
+
+    line = failure.line()
+    assert main(["check", "--config", str(path)]) == 1
+    out = capsys.readouterr().out
+    fails = [row for row in out.splitlines() if rows(row)]
+    assert len(fails) == 1 and fails[0].endswith("{}: {}".format(failure.key, failure.message)), out
+    assert "fix: " + failure.fix in out
+    assert "Traceback" not in out
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        assert main(["demo", "--config", str(path), "--frames", "1", "--json"]) != 0
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [line]  # the same line at start, nothing else
+    assert not any(r.exc_info for r in caplog.records)

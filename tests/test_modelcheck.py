@@ -2,20 +2,18 @@
 from `edge-agent check` and, identically, at start (`demo`/`run`/`build`), with no traceback; the
 uint8-input, class-index and half-resolution models are served, with boxes in image pixels."""
 
-import logging
 import threading
 
 import cv2
 import pytest
 
 from edge_agent.agent import running_pipeline
-from edge_agent.cli import main
 from edge_agent.config_loader import load_config
 from edge_agent.metrics import Registry
 from edge_agent.modelcheck import check_model
 from edge_agent.pipeline import ResultSink
 
-from conftest import dark_square_image
+from conftest import assert_one_line_from_check_and_at_start, dark_square_image
 from onnx_models import dark_spot_model, two_input_model
 
 TWO_CLASSES = {"classes": ["background", "dark"]}
@@ -65,19 +63,8 @@ def test_each_mistake_is_one_line_from_check_and_at_start(case, tmp_path, write_
     line = failure.line()
     assert all(word in line for word in words), line
 
-    assert main(["check", "--config", str(path)]) == 1
-    out = capsys.readouterr().out
-    model_lines = [row for row in out.splitlines() if row.startswith("FAIL  model")]
-    assert model_lines == ["FAIL  model            {}: {}".format(key, failure.message)], out
-    assert "fix: " + failure.fix in out
-    assert "Traceback" not in out
-
-    caplog.clear()
-    with caplog.at_level(logging.ERROR):
-        assert main(["demo", "--config", str(path), "--frames", "1", "--json"]) != 0
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert [r.getMessage() for r in errors] == [line]  # the same line at start, nothing else
-    assert not any(r.exc_info for r in caplog.records)
+    assert_one_line_from_check_and_at_start(path, failure, lambda row: row.startswith("FAIL  model"), capsys,
+                                            caplog)
 
 
 def test_the_demo_model_passes_and_keeps_its_card_normalization():

@@ -4,7 +4,6 @@ normalization that disagrees with the one the model records) is one line naming 
 and the fix, exit non-zero, no traceback; the same line at start. The demo config passes."""
 
 import json
-import logging
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from edge_agent.config_loader import load_config
 from edge_agent.modelcheck import check_model
 from edge_agent.trial import check_findings, run_trial, sample_images
 
-from conftest import REPO, dark_square_image
+from conftest import REPO, assert_one_line_from_check_and_at_start, dark_square_image
 from onnx_models import dark_spot_model
 
 TWO_CLASSES = {"classes": ["background", "dark"]}
@@ -85,19 +84,7 @@ def test_each_pixel_mistake_is_one_line_from_check_and_at_start(case, tmp_path, 
     line = failure.line()
     assert all(word in line for word in words), line
 
-    assert main(["check", "--config", str(path)]) == 1
-    out = capsys.readouterr().out
-    fails = [row for row in out.splitlines() if row.startswith("FAIL")]
-    assert len(fails) == 1 and fails[0].endswith("{}: {}".format(key, failure.message)), out
-    assert "fix: " + failure.fix in out
-    assert "Traceback" not in out
-
-    caplog.clear()
-    with caplog.at_level(logging.ERROR):
-        assert main(["demo", "--config", str(path), "--frames", "1", "--json"]) != 0
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert [r.getMessage() for r in errors] == [line]  # the same line at start, nothing else
-    assert not any(r.exc_info for r in caplog.records)
+    assert_one_line_from_check_and_at_start(path, failure, lambda row: row.startswith("FAIL"), capsys, caplog)
 
 
 def test_the_real_cli_fails_check_and_run_with_one_line_and_no_traceback(tmp_path, write_config):

@@ -3,8 +3,6 @@ written is dropped, counted and reported in the agent's health; the writer threa
 (so the supervisor never gives up and systemd never restarts inspection for it), and writing
 resumes by itself when space comes back."""
 
-import os
-import subprocess
 import time
 
 import numpy as np
@@ -20,34 +18,15 @@ from edge_agent.preprocess import Geometry
 from edge_agent.sources import Frame
 from edge_agent.supervisor import SUPERVISOR
 
+from .disk_helpers import fill, mount_tmpfs
 from .supervision_helpers import wait_for
 
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here: " + proc.stderr)
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def _fill(folder):
-    path = folder / "filler"
-    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return path
+    unmount = mount_tmpfs(tmp_path / "disk", "1m", "the local writers' disk-full path is not run")
+    yield tmp_path / "disk"
+    unmount()
 
 
 def _result(index):
@@ -66,7 +45,7 @@ def test_a_full_disk_drops_and_reports_then_recovers(tiny_disk):
     store = EvidenceStore(EvidenceConfig(enabled=True, max_mb=64), tiny_disk / "evidence", ["dark"], registry).start()
     sink = JsonlSink(JsonlSinkConfig(enabled=True), tiny_disk / "results.jsonl", registry).start()
     failures_before = _task_failures("evidence") + _task_failures("jsonl-sink")
-    filler = _fill(tiny_disk)
+    filler = fill(tiny_disk)
     try:
         for index in range(6):
             result = _result(index)

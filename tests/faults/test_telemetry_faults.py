@@ -2,9 +2,7 @@
 again, the broker is down at start, the link is cut through a proxy. Each time the agent keeps
 inspecting, loses no seq and says what happened (issue 14)."""
 
-import os
 import socket
-import subprocess
 import threading
 import time
 
@@ -18,6 +16,8 @@ from telemetry.telemetry_helpers import (
     stop_agent,
     write_agent_config,
 )
+
+from .disk_helpers import fill, mount_tmpfs
 
 
 def _wait_log(path, text, timeout=40):
@@ -38,31 +38,11 @@ def _continuous(collector, suffix):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 8 MB filesystem for the state directory (root and mount(8) needed)."""
-    mount_point = tmp_path / "state"
-    mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("the full-disk daemon test needs root to mount a tmpfs; tests/telemetry/test_outbox_faults.py "
-                    "covers the same path with SQLite's max_page_count")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)], capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here ({}); test_outbox_faults.py covers the path".format(proc.stderr))
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def _fill(folder):
-    path = folder / "filler"
-    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT)
-    try:
-        while os.write(fd, b"\0" * 65536):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return path
+    """A real 8 MB filesystem for the state directory."""
+    unmount = mount_tmpfs(tmp_path / "state", "8m", "tests/telemetry/test_outbox_faults.py covers the same path "
+                                                     "with SQLite's max_page_count")
+    yield tmp_path / "state"
+    unmount()
 
 
 def test_disk_full_then_space_back(tmp_path, small_disk):
@@ -76,7 +56,7 @@ def test_disk_full_then_space_back(tmp_path, small_disk):
     try:
         collector.wait_for(lambda c: len(c.json("/metrics")) >= 2, timeout=60, what="metrics")
         broker.stop()  # messages must now go to the outbox on the disk...
-        filler = _fill(small_disk)  # ...which is full
+        filler = fill(small_disk)  # ...which is full
         _wait_log(log, "cannot be written", timeout=30)
         time.sleep(3)
         assert agent.poll() is None
