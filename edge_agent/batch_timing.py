@@ -18,7 +18,9 @@ gives an upper bound, used to lower the estimate.
 """
 
 import math
-from typing import Dict, Optional
+import threading
+import time
+from typing import Any, Dict, Optional, Tuple
 
 WEIGHT = 0.2  # of a new sample in an estimate
 MARGIN_S = 0.004  # scheduling slack added to the lead
@@ -102,3 +104,19 @@ class AskTiming:
         if lead + (self._finish_s or 0.0) >= end - submitted:
             return None
         return end - lead
+
+    def ask(self, board: Any, running: Optional[Tuple[int, float]], frames: int, max_wait_s: float,
+            stop: threading.Event) -> Optional[float]:
+        """Ask `board` (a FrameBoard) for the next `frames` frames: at once, or, while a batch of
+        `running` = (rows, submitted) runs, one lead before its expected end. Returns how long the
+        take may wait for them (until that end, at least `max_wait_s`); None when `stop` came first."""
+        at = None if running is None else self.ask_at(running[0], running[1], frames, board.decode_s)
+        board.auto_ask = at is None
+        wait_s = max_wait_s
+        if at is not None:
+            delay = at - time.monotonic()
+            if delay > 0 and stop.wait(delay):
+                return None
+            wait_s = max(max_wait_s, (self.expected_end(*running) or 0.0) - time.monotonic())
+        board.ask()
+        return wait_s

@@ -276,21 +276,14 @@ class Pipeline:
         backend is busy anyway, and a fuller batch serves more cameras. While a batch runs on a
         backend that overlaps, the sources are asked just in time for the batch's end
         (batch_timing.py): the frames are grabbed later and wait less."""
-        max_wait = self.config.pipeline.max_wait_ms / 1000.0
-        timeout = fill = max_wait if in_flight is not None else 0.1
-        ask_at = None
-        if in_flight is not None and self.backend.overlaps:
-            ask_at = self._timing.ask_at(in_flight.rows, in_flight.submitted, limit, self.board.decode_s)
-        self.board.auto_ask = ask_at is None
-        if ask_at is not None:
-            delay = ask_at - time.monotonic()
-            if delay > 0 and stop.wait(delay):
-                return
-            end = self._timing.expected_end(in_flight.rows, in_flight.submitted) or 0.0
-            timeout = fill = max(max_wait, end - time.monotonic())
-        self.board.ask()
+        running = (in_flight.rows, in_flight.submitted) if in_flight is not None and self.backend.overlaps else None
+        wait_s = self._timing.ask(self.board, running, limit, self.config.pipeline.max_wait_ms / 1000.0, stop)
+        if wait_s is None:
+            return
+        if in_flight is None:
+            wait_s = 0.1
         cost = None if self.stitcher is None else self._tile_count
-        if self.board.take(limit, fill, timeout, batch.frames, cost=cost,
+        if self.board.take(limit, wait_s, wait_s, batch.frames, cost=cost,
                            capacity=self.config.pipeline.max_batch) == 0:
             return
         buffer = self.backend.input_buffer
