@@ -43,14 +43,20 @@ def _items(store):
     return sorted(str(p.relative_to(store))[:-len(".json")] for p in store.glob("*/*.json"))
 
 
-def test_ng_frames_and_sampled_ok_frames_are_kept_with_overlay_and_verdict(tmp_path, dark_model):
+def _run_with_store(tmp_path, dark_model, evidence):
+    """The folder of test images through a pipeline with the evidence store in tmp_path/store."""
     _images(tmp_path / "images")
-    config = load_config(None, _config(tmp_path, dark_model, evidence={"enabled": True, "ok_sample_every": 2}))
+    config = load_config(None, _config(tmp_path, dark_model, evidence=evidence))
     registry = Registry()
     store = EvidenceStore(config.evidence, tmp_path / "store", ["dark"], registry).start()
     with running_pipeline(config, registry, [store]) as pipeline:
         pipeline.run(threading.Event())
     store.close()
+    return config, registry
+
+
+def test_ng_frames_and_sampled_ok_frames_are_kept_with_overlay_and_verdict(tmp_path, dark_model):
+    config, registry = _run_with_store(tmp_path, dark_model, {"enabled": True, "ok_sample_every": 2})
     items = _items(tmp_path / "store")
     verdicts = [json.loads((tmp_path / "store" / (name + ".json")).read_text()) for name in items]
     ng = sorted(int(v["file"][-6:-4]) for v in verdicts if v["verdict"] == "NG")
@@ -71,14 +77,7 @@ def test_ng_frames_and_sampled_ok_frames_are_kept_with_overlay_and_verdict(tmp_p
 
 
 def test_the_store_is_capped_oldest_first_and_counts_deletions(tmp_path, dark_model):
-    _images(tmp_path / "images")
-    config = load_config(None, _config(tmp_path, dark_model, evidence={"enabled": True, "ok_sample_every": 1,
-                                                                        "max_mb": 0.02}))
-    registry = Registry()
-    store = EvidenceStore(config.evidence, tmp_path / "store", ["dark"], registry).start()
-    with running_pipeline(config, registry, [store]) as pipeline:
-        pipeline.run(threading.Event())
-    store.close()
+    config, registry = _run_with_store(tmp_path, dark_model, {"enabled": True, "ok_sample_every": 1, "max_mb": 0.02})
     items = _items(tmp_path / "store")
     size = sum(p.stat().st_size for p in (tmp_path / "store").rglob("*") if p.is_file())
     assert size <= 0.02 * 2**20

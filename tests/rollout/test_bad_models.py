@@ -9,8 +9,6 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 from telemetry.conftest import broker, collector_factory  # noqa: F401
 
@@ -28,6 +26,7 @@ from .test_fleet_rollout import (
     sha256,
     wait_report,
 )
+from .test_signature import fleet_keys
 
 
 def send_command(port, name, payload):
@@ -41,10 +40,7 @@ def send_command(port, name, payload):
 
 @pytest.fixture
 def signer(tmp_path):
-    private = Ed25519PrivateKey.generate()
-    public = tmp_path / "fleet.pub"
-    public.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                        serialization.PublicFormat.SubjectPublicKeyInfo))
+    private, public, _ = fleet_keys(tmp_path)
     return public, lambda path: private.sign(path.read_bytes()).hex()
 
 

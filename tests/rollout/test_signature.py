@@ -7,15 +7,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_agent.rollout.signature import SignatureError, verify_signature
 
 
-@pytest.fixture
-def keys(tmp_path):
+def fleet_keys(folder):
+    """A fleet signing key: (private key, public key as PEM file, public key as raw 32-byte file)."""
     private = Ed25519PrivateKey.generate()
-    pem = tmp_path / "fleet.pub"
+    pem = folder / "fleet.pub"
     pem.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
                                                       serialization.PublicFormat.SubjectPublicKeyInfo))
-    raw = tmp_path / "fleet.raw"
+    raw = folder / "fleet.raw"
     raw.write_bytes(private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
     return private, pem, raw
+
+
+@pytest.fixture
+def keys(tmp_path):
+    return fleet_keys(tmp_path)
 
 
 def test_a_signed_model_verifies_with_a_pem_or_raw_key(tmp_path, keys):
