@@ -30,6 +30,7 @@ from edge_agent.config_loader import load_config
 from edge_agent.errors import EdgeAgentError, StopRequested
 from edge_agent.local_sinks import open_local_sinks
 from edge_agent.metrics import Registry
+from edge_agent.native_memory import release_freed_memory
 from edge_agent.pipeline import Pipeline
 from edge_agent.rollout.controller import Rollout
 from edge_agent.rollout.session import effective_config, rollout_session
@@ -129,6 +130,7 @@ class Daemon:
             self.telemetry = open_telemetry(self.config, self.registry)
             while True:
                 outcome = self._serve(self.config)
+                release_freed_memory()  # the old pipeline's backend is closed: give its pages back
                 if outcome != "reload":
                     code = 0 if outcome in ("stopped", "finished") else 1
                     break
@@ -264,6 +266,7 @@ class Daemon:
         log.error("reload refused (%s), still running the previous config: %s", why, exc)
         self.notifier.status("reload refused ({}, see journal); running the previous config".format(why))
         self.reload_refusals += 1
+        release_freed_memory()  # the refused config's backend, if the dry run opened one, is closed
         self.last_reload_error = "{}: {}".format(why, exc)
         # published in the retained status (degraded, with the reason) until a reload succeeds
         self.registry.health.report("reload", "refused, running the previous config: {}".format(
