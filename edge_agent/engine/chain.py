@@ -24,6 +24,7 @@ from edge_agent.engine.cache import CacheEntry, EngineCache, file_sha256, finger
 from edge_agent.engine.calibration import ImageSet, calibration_set, validation_set
 from edge_agent.engine.isolation import BuildFailed, run_isolated
 from edge_agent.engine.onnx_variants import check_model
+from edge_agent.engine.ort_int8 import CPU_INT8_REVISION
 from edge_agent.engine.progress import ProgressLog
 from edge_agent.engine.report import BuildReport, fallbacks_of
 from edge_agent.errors import EngineError
@@ -149,6 +150,8 @@ class Preparation:
             recipe = self.config.backend.type
             fields.update(calibration=self.calibration_set().digest(), method=self.config.engine.calibration.method,
                           preprocessing=self.config.model.input.model_dump(mode="json"), recipe=recipe)
+            if recipe == "onnxruntime":
+                fields["recipe_revision"] = CPU_INT8_REVISION  # a better recipe rebuilds cached INT8
         key = fingerprint(fields)
         target = "produce_int8" if precision == "int8" else "produce_fp16"
         kwargs: Dict[str, Any] = {"source": str(self.source)}

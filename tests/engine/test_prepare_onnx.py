@@ -26,10 +26,15 @@ def test_int8_for_onnxruntime_is_u8s8_in_the_measured_format_gated_and_cached(en
     build = manifest["build"]
     assert build["int8_recipe"] == "onnxruntime-u8s8" and manifest["fields"]["recipe"] == "onnxruntime"
     timings = build["format_latency_ms"]
-    assert set(timings) == {"QDQ", "QOperator"} and all(t > 0 for t in timings.values())
-    assert build["quant_format"] == min(timings, key=timings.get)  # the faster one serves
-    ops = {n.op_type for n in onnx.load(str(first.prepared.path)).graph.node}
+    # the test model's first layer is a convolution of the image: the variant keeping it in FP32 is timed too
+    assert set(timings) == {"QDQ", "QDQ+float-input-conv", "QOperator"} and all(t > 0 for t in timings.values())
+    assert build["variant"] == min(timings, key=timings.get)  # the fastest one serves
+    graph = onnx.load(str(first.prepared.path)).graph
+    ops = {n.op_type for n in graph.node}
     assert ("QLinearConv" in ops) == (build["quant_format"] == "QOperator")
+    weights = {i.name for i in graph.initializer}
+    assert [n.name for n in graph.node if n.op_type == "Conv" and n.input[1] in weights] == build["float_nodes"]
+    assert build["float_nodes"] in ([], ["Conv_0"])  # the unnamed input conv, named for the quantizer
     dtypes = {z.dtype for z in _zero_points(first.prepared.path)}
     assert {np.dtype(np.uint8), np.dtype(np.int8)} <= dtypes  # unsigned activations, signed weights
     report = first.as_dict()
@@ -208,3 +213,55 @@ def test_the_gate_validates_on_the_calibration_folder_when_no_validation_folder_
     gate = prepare(config, precision="fp16").as_dict()["gate"]
     assert gate["images"] == 4 and "held out from calibration" in gate["validation_set"]
     assert str(image_sets / "calibration") in gate["validation_set"]
+
+
+def _pixel_shuffle_model(path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    # the demo model's shape: a head convolution, then the shuffle to full resolution as the output
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w1")]
+    nodes = [helper.make_node("Conv", ["image", "w1"], ["c1"], pads=[1, 1, 1, 1], name="head"),
+             helper.make_node("DepthToSpace", ["c1"], ["out"], blocksize=2, mode="CRD", name="shuffle")]
+    graph = helper.make_graph(nodes, "shuffle", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2, 16, 16])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_pixel_shuffles_stay_int8_in_the_cpu_recipe(tmp_path):
+    """DepthToSpace only moves bytes: quantized, it reads and writes uint8 between Q/DQ pairs
+    instead of 4x the float bytes; ORT's own registry is left as it was."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static, registry
+
+    from edge_agent.engine.ort_int8 import pixel_shuffles_in_int8
+
+    source = _pixel_shuffle_model(tmp_path / "shuffle.onnx")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"image": np.random.default_rng(i).random((1, 3, 8, 8), np.float32)}
+                                 for i in range(4)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    def shuffle_neighbours(target, context):
+        with context:
+            quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        graph = onnx.load(str(target)).graph
+        producer = {o: n.op_type for n in graph.node for o in n.output}
+        shuffle = next(n for n in graph.node if n.op_type == "DepthToSpace")
+        consumers = [n.op_type for n in graph.node if shuffle.output[0] in n.input]
+        return producer[shuffle.input[0]], consumers
+
+    import contextlib
+
+    # by itself ORT dequantizes the head's output and shuffles floats
+    assert shuffle_neighbours(tmp_path / "plain.onnx", contextlib.nullcontext()) == ("DequantizeLinear", [])
+    assert shuffle_neighbours(tmp_path / "int8.onnx", pixel_shuffles_in_int8()) == \
+        ("DequantizeLinear", ["QuantizeLinear"])
+    assert "DepthToSpace" not in registry.QDQRegistry and "DepthToSpace" not in registry.QLinearOpsRegistry
