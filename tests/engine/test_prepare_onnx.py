@@ -223,8 +223,10 @@ def _pixel_shuffle_model(path):
     inits = [numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w1")]
     nodes = [helper.make_node("Conv", ["image", "w1"], ["c1"], pads=[1, 1, 1, 1], name="head"),
              helper.make_node("DepthToSpace", ["c1"], ["out"], blocksize=2, mode="CRD", name="shuffle")]
-    graph = helper.make_graph(nodes, "shuffle", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2, 16, 16])], initializer=inits)
+    graph = helper.make_graph(nodes, "shuffle",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2, 16, 16])],
+                              initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, str(path))
