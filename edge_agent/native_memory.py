@@ -1,18 +1,13 @@
 """Hand memory that native libraries freed back to the operating system.
 
 A reload opens the new model's ONNX Runtime (or TensorRT) session beside the running one, then
-closes the old one. glibc keeps the freed pages in its heap, and the next session's allocations
-only partly fill the holes, so RSS crept up for the first few dozen reloads before it levelled
-off (+1.7 % in the 60-minute soak). `malloc_trim(0)` after each teardown returns the free pages;
-with one malloc arena (`MALLOC_ARENA_MAX=1` in the unit) RSS stays flat from the first reload
-(docs/benchmarks.md, "Soak with faults").
+closes the old one. glibc keeps the freed pages in its heap, where the next session's allocations
+only partly fill the holes. `malloc_trim(0)` after each teardown returns the free pages: in 60
+in-process reloads it kept RSS 4-5 MB lower (docs/benchmarks.md, "Soak with faults").
 """
 
 import ctypes
-import logging
 from typing import Any, Optional
-
-log = logging.getLogger(__name__)
 
 _UNSET: Any = object()
 _trim: Any = _UNSET
