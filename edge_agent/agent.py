@@ -2,7 +2,7 @@
 
 import contextlib
 import logging
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from edge_agent.backends import create_backend
 from edge_agent.backends.base import Backend, PreparedModel
@@ -52,18 +52,21 @@ def open_backend(config: AgentConfig, progress: Optional[Progress] = None) -> It
 
 @contextlib.contextmanager
 def running_pipeline(config: AgentConfig, registry: Registry, sinks: Sequence[ResultSink] = (),
-                     progress: Optional[Progress] = None, backend: Optional[Backend] = None) -> Iterator[Pipeline]:
+                     progress: Optional[Progress] = None, backend: Optional[Backend] = None,
+                     release: Optional[Callable[[Backend], None]] = None) -> Iterator[Pipeline]:
     """Backend open, sources started; yields the pipeline ready for `run`. Sinks stay the caller's:
     telemetry must outlive the pipeline to flush what the last frames produced. A `backend` already
-    opened for this config (a reload's dry run, which ran the trial) is used, and closed at the end,
-    instead of a new one. A new backend is first tried on a few sample images (edge_agent.trial): a
-    failing finding is a ModelError, the same line `edge-agent check` prints."""
+    opened for this config (a reload's dry run, which ran the trial, or the previous pipeline's) is
+    used instead of a new one. At the end the backend goes to `release` (default: closed), which may
+    keep it for the next pipeline. A new backend is first tried on a few sample images
+    (edge_agent.trial): a failing finding is a ModelError, the same line `edge-agent check` prints."""
     with contextlib.ExitStack() as stack:
-        if backend is None:
-            backend = stack.enter_context(open_backend(config, progress))
+        opened = backend is None
+        if opened:
+            backend = load_backend(config, progress)
+        stack.callback(release or Backend.close, backend)
+        if opened:
             verify_outputs(config, backend)
-        else:
-            stack.callback(backend.close)
         memory = backend.memory()
         log.info("model %s loaded on %s (%s): %.1f MB host, %.1f MB device", config.model.path.name,
                  backend.name, backend.model.precision, memory.host_bytes / 2**20, memory.device_bytes / 2**20)

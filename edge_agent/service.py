@@ -35,7 +35,7 @@ from edge_agent.pipeline import Pipeline
 from edge_agent.rollout.controller import Rollout
 from edge_agent.rollout.session import effective_config, rollout_session
 from edge_agent.sdnotify import Notifier
-from edge_agent.service_reload import dry_run
+from edge_agent.service_reload import ModelStamp, check_telemetry_settings, dry_run, model_stamp, same_backend
 from edge_agent.service_watchdog import Watchdog
 from edge_agent.supervisor import SUPERVISOR, TaskStatus
 from edge_agent.telemetry import open_telemetry, pipeline_facts
@@ -105,6 +105,10 @@ class Daemon:
         self.reload_refusals = 0
         self.last_reload_error = ""
         self._next_backend: Optional[Backend] = None  # opened by a reload's dry run for the next _serve
+        self._serving: Optional[AgentConfig] = None  # what the running pipeline's backend was loaded for
+        self._serving_stamp: Optional[ModelStamp] = None  # its model file as it was then
+        self._keep_backend = False  # a reload that leaves the model alone: the next _serve reuses it
+        self._kept: Optional[Backend] = None  # the backend kept for that
 
     # ---- signals (handlers only set flags; the main thread acts) ----
     def _on_stop_signal(self, signum: int, _frame: Any) -> None:
@@ -169,8 +173,11 @@ class Daemon:
             local = stack.enter_context(contextlib.closing(open_local_sinks(serving, self.registry, ViewState(
                 self.registry, serving.device.id, lambda: pipeline_health(self.pipeline, self.phase)))))
             sinks = local.ordered(self.telemetry)
+            reused, self._kept = backend is not None and backend is self._kept, None
+            stamp = self._serving_stamp if reused else model_stamp(serving)  # the file the backend came from
             pipeline = stack.enter_context(running_pipeline(serving, self.registry, sinks, self._on_build_progress,
-                                                            backend=backend))
+                                                            backend=backend, release=self._release_backend))
+            self._serving, self._serving_stamp = serving, stamp
             if self.stop_requested.is_set():
                 return "stopped"
             self.pipeline = pipeline
@@ -237,10 +244,23 @@ class Daemon:
         if new == self.config:
             log.info("reload: %s is unchanged; nothing to do", self.config_path)
             return False
+        serving = effective_config(new)
+        pipeline = self.pipeline
+        if (self._serving is not None and pipeline is not None and pipeline.swapped_at_frame < 0 and
+                same_backend(self._serving, self._serving_stamp, serving)):
+            try:
+                check_telemetry_settings(new)
+            except EdgeAgentError as exc:
+                self._refuse_reload("it cannot be used", exc)
+                return False
+            log.info("reload: the model and its backend settings are unchanged; the new pipeline keeps the loaded "
+                     "model")
+            self._keep_backend = True
+            return self._switch_to(new, None)
         log.info("reload: trying out the new config from %s before stopping the running one", self.config_path)
         phase, text = self.phase, self.phase_text
         try:
-            backend = dry_run(new, effective_config(new), self._on_build_progress)
+            backend = dry_run(new, serving, self._on_build_progress)
         except StopRequested:
             return False  # the stop request is acted on by _supervise
         except EdgeAgentError as exc:
@@ -248,6 +268,10 @@ class Daemon:
             return False
         finally:
             self.set_phase(phase, text)
+        return self._switch_to(new, backend)
+
+    def _switch_to(self, new: AgentConfig, backend: Optional[Backend]) -> bool:
+        """The reload's config is accepted: the next _serve runs it (on `backend`, if opened)."""
         old, self.config = self.config, new
         self._next_backend = backend
         self.registry.health.clear("reload")
@@ -261,6 +285,15 @@ class Daemon:
         log.info("reload: applying the new config from %s (the MQTT session is kept when its settings did "
                  "not change)", self.config_path)
         return True
+
+    def _release_backend(self, backend: Backend) -> None:
+        """A pipeline ended: close its backend, or keep it for the next one when a reload asked so
+        and it is still open (a rollout that swapped models in between closed it)."""
+        keep, self._keep_backend = self._keep_backend, False
+        if keep and backend.input_buffer is not None:
+            self._next_backend = self._kept = backend
+            return
+        backend.close()
 
     def _refuse_reload(self, why: str, exc: Exception) -> None:
         log.error("reload refused (%s), still running the previous config: %s", why, exc)

@@ -14,11 +14,15 @@ dry run opens every resource the new config names while the old pipeline keeps i
 The opened backend is handed to the new pipeline, so the model is not loaded twice. Both models
 are in memory during the swap: on a board too small for that, the reload is refused with the
 budget's reason and a restart applies the new config.
+
+A reload that leaves the model alone (thresholds, sources, broker, sinks ...) keeps the loaded
+backend: nothing is built, admitted or opened twice, the new pipeline starts on the same session,
+and such a reload also works on a board with room for one model only.
 """
 
 import logging
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 from edge_agent.agent import load_backend
 from edge_agent.backends.base import Backend
@@ -49,6 +53,28 @@ def check_telemetry_settings(config: AgentConfig) -> None:
     if not os.access(str(folder), os.W_OK | os.X_OK):
         raise ConfigError("paths.state_dir {}: not writable by this user; the telemetry outbox lives there.".format(
             folder))
+
+
+ModelStamp = Tuple[int, int, int]  # size, mtime_ns, inode of the model file
+
+
+def model_stamp(config: AgentConfig) -> Optional[ModelStamp]:
+    """What tells a model file replaced in place (same path) from the loaded one; None: unreadable."""
+    try:
+        info = os.stat(str(config.model.path))
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns, info.st_ino
+
+
+def same_backend(loaded: AgentConfig, stamp: Optional[ModelStamp], new: AgentConfig) -> bool:
+    """True when `new` (a serving config) would load exactly what `loaded` has loaded: the same model
+    file, unchanged on disk since (`stamp`), with the same input/output handling, backend, engine
+    and memory settings and batch size. Thresholds are the postprocessor's, not the backend's."""
+    return (stamp is not None and model_stamp(new) == stamp and
+            loaded.model.model_dump(exclude={"thresholds"}) == new.model.model_dump(exclude={"thresholds"}) and
+            (loaded.backend, loaded.engine, loaded.memory, loaded.pipeline.max_batch, loaded.paths.cache_dir) ==
+            (new.backend, new.engine, new.memory, new.pipeline.max_batch, new.paths.cache_dir))
 
 
 def dry_run(config: AgentConfig, serving: AgentConfig, progress: Optional[Progress] = None) -> Backend:

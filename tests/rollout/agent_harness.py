@@ -42,9 +42,9 @@ def _frame_log(path: str) -> None:
     real = edge_agent.agent.running_pipeline
 
     @contextlib.contextmanager
-    def running_pipeline(config, registry, sinks=(), progress=None, backend=None):
+    def running_pipeline(config, registry, sinks=(), progress=None, backend=None, release=None):
         log = FrameLog(path)
-        with real(config, registry, list(sinks) + [log], progress, backend=backend) as pipeline:
+        with real(config, registry, list(sinks) + [log], progress, backend=backend, release=release) as pipeline:
             log.pipeline = pipeline
             try:
                 yield pipeline

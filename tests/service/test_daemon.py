@@ -1,5 +1,7 @@
 """`edge-agent run` as systemd runs it: a subprocess with $NOTIFY_SOCKET and $WATCHDOG_USEC."""
 
+import os
+import shutil
 import signal
 import time
 
@@ -62,6 +64,40 @@ def test_sighup_applies_a_valid_config(short_tmp, model_path, notify, start_daem
     assert daemon.process.poll() is None
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(20) == 0, daemon.log
+
+
+def test_sighup_that_leaves_the_model_alone_keeps_it_loaded(short_tmp, model_path, notify, start_daemon):
+    model = short_tmp / "model.onnx"
+    shutil.copy(str(model_path), str(model))
+    path = short_tmp / "config.yaml"
+    data = config_data(model)
+    write_yaml(path, data)
+    daemon = start_daemon(path)
+    notify.wait_for("READY", "1", timeout=30)
+    assert daemon.log.count("memory plan admitted") == 1
+    # thresholds and sources changed: the pipeline restarts on the model already loaded
+    data["model"]["thresholds"] = {"min_area_px": 7}
+    data["sources"] = [{"type": "synthetic", "name": "cam0", "width": 96, "height": 64, "fps": 50},
+                       {"type": "synthetic", "name": "cam1", "width": 64, "height": 64, "fps": 50, "seed": 7}]
+    write_yaml(path, data)
+    daemon.signal(signal.SIGHUP)
+    readies = notify.wait_for("READY", "1", timeout=30, count=2)
+    assert readies[1][1]["STATUS"].startswith("running: 2 source(s)")
+    daemon.wait_for_log("the new pipeline keeps the loaded model")
+    assert daemon.log.count("memory plan admitted") == 1  # not loaded again
+    # a new file at the same path is a new model: tried out and loaded
+    shutil.copy(str(model_path), str(short_tmp / "model.new"))
+    os.replace(str(short_tmp / "model.new"), str(model))
+    data["model"]["thresholds"] = {"min_area_px": 8}
+    write_yaml(path, data)
+    daemon.signal(signal.SIGHUP)
+    notify.wait_for("READY", "1", timeout=30, count=3)
+    daemon.wait_for_log("trying out the new config")
+    assert daemon.log.count("memory plan admitted") == 2
+    assert daemon.log.count("the new pipeline keeps the loaded model") == 1
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(20) == 0, daemon.log
+    assert "Traceback" not in daemon.log
 
 
 def test_sighup_with_an_invalid_config_keeps_the_old_one(short_tmp, model_path, notify, start_daemon):
