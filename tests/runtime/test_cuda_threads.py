@@ -137,6 +137,56 @@ def test_edge_agent_run_serves_frames_through_tensorrt_on_its_frame_loop_thread(
     assert gpu.Context.get_current() is None
 
 
+def test_a_reload_that_keeps_the_engine_serves_it_from_the_next_frame_loop_thread(
+        tmp_path, fake_trt, gpu, monkeypatch):
+    """A SIGHUP that only changes thresholds keeps the opened engine: the first frame-loop thread
+    ends (its context popped), a new one binds the same engine and serves on."""
+    import time
+
+    import yaml
+
+    engine = write_engine(tmp_path / "m.engine", shape=(3, 16, 16), max_batch=2)
+    prepared = []
+    monkeypatch.setattr(agent, "prepare_model", lambda config, progress=None: prepared.append(1) or PreparedModel(
+        engine, "fp16", engine, "fake-fingerprint"))
+    folder = write_images(tmp_path / "images", cv2, count=4)
+    model = dark_spot_model(tmp_path / "m.onnx", size=(16, 16))
+    data = {"model": {"path": str(model), "input": {"width": 16, "height": 16},
+                      "output": {"classes": ["background", "defect"]}},
+            "backend": {"type": "tensorrt"}, "pipeline": {"max_batch": 2}, "sanity": {"enabled": False},
+            "sources": [{"type": "folder", "name": "line", "path": str(folder), "loop": True}]}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    daemon = Daemon(load_config(str(path)), str(path))
+
+    def wait_for_frames(count):
+        deadline = time.monotonic() + 30
+        while daemon.registry.counter_total("frames_processed") < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def operator():
+        wait_for_frames(8)
+        data["model"]["thresholds"] = {"min_area_px": 3}
+        path.write_text(yaml.safe_dump(data))
+        daemon.reload_requested.set()  # what the SIGHUP handler does
+        daemon.wake.set()
+        deadline = time.monotonic() + 30
+        while daemon.config.model.thresholds.min_area_px != 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        wait_for_frames(daemon.registry.counter_total("frames_processed") + 8)
+        daemon.stop_requested.set()
+        daemon.wake.set()
+
+    threading.Thread(target=operator, daemon=True).start()
+    assert daemon.run() == 0
+    assert daemon.config.model.thresholds.min_area_px == 3
+    assert len(prepared) == 1  # the engine was loaded once, before the reload
+    assert daemon.registry.counter_total("frames_processed") >= 16
+    assert ("cuEventRecord", "frame-loop") in gpu._state.calls
+    assert gpu.leaked_threads() == []
+    assert gpu.Context.get_current() is None
+
+
 def test_int8_and_fp16_engines_are_timed_on_the_same_batch(tmp_path, fake_trt, gpu):
     """engine/speed.py's timing opens both engines through the real backend (CudaPool on this thread)."""
     from edge_agent.engine.speed import time_engines
