@@ -13,6 +13,10 @@ ORT version, so these are written from the same calibration and timed against ea
   input channels make a poor INT8 GEMM, and it is the layer most sensitive to rounding);
 - `QOperator`: QLinearConv and friends.
 
+When the model ends in a pixel-shuffle head (a 1x1 convolution feeding DepthToSpace), the Q/DQ
+variants are also written with that head as one FP32 transposed convolution
+(`onnx_rewrites.shuffle_heads_as_transposed_convs`, exact), labelled `+transposed-conv-head`.
+
 The fastest is served; the choice, with every timing, goes into the cache manifest.
 """
 
@@ -29,12 +33,15 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 import numpy as np
 import onnx
 
+from edge_agent.engine.onnx_rewrites import shuffle_heads_as_transposed_convs
 from edge_agent.errors import EngineError
 
 log = logging.getLogger(__name__)
 TIMED_CALLS = 30
-# part of the INT8 cache key: 2 = pixel shuffles in INT8 and the float-input-conv variant
-CPU_INT8_REVISION = 2
+# part of the INT8 cache key: 2 = pixel shuffles in INT8 and the float-input-conv variant,
+# 3 = the transposed-conv-head variants
+CPU_INT8_REVISION = 3
+HEAD_REWRITE = "+transposed-conv-head"
 PIXEL_SHUFFLES = ("DepthToSpace", "SpaceToDepth")  # pure data movement: exact on uint8
 
 
@@ -59,7 +66,12 @@ def write_int8_for_cpu(source: Path, target: Path, input_name: str, batches: Cal
         model = load_model(cleaned)
         if name_every_node(model):  # nodes are excluded from quantization by name
             onnx.save(model, str(cleaned))
-        variants = candidate_variants(model)
+        rewritten = onnx.ModelProto()
+        rewritten.CopyFrom(model)
+        head_nodes = shuffle_heads_as_transposed_convs(rewritten)
+        if head_nodes:
+            onnx.save(rewritten, str(work / "transposed-conv-head.onnx"))
+        variants = candidate_variants(model, head_nodes)
         candidates: Dict[str, Path] = {}
         # ORT >= 1.2x can keep the calibrated ranges in a file: the other variants then reuse them
         # instead of running the calibration images again (older ORT: calibrate each time)
@@ -80,7 +92,8 @@ def write_int8_for_cpu(source: Path, target: Path, input_name: str, batches: Cal
             candidates[label] = work / "{}.onnx".format(label)
             try:
                 with pixel_shuffles_in_int8():
-                    quantize_static(str(cleaned), str(candidates[label]), reader,
+                    quantize_static(str(work / "transposed-conv-head.onnx" if label.endswith(HEAD_REWRITE) else cleaned),
+                                    str(candidates[label]), reader,
                                     quant_format=getattr(QuantFormat, fmt), activation_type=QuantType.QUInt8,
                                     weight_type=QuantType.QInt8, per_channel=True,
                                     calibrate_method=CALIBRATION_METHODS[method], nodes_to_exclude=float_nodes,
@@ -119,14 +132,20 @@ def name_every_node(model: Any) -> bool:
     return renamed
 
 
-def candidate_variants(model: Any) -> Dict[str, Tuple[str, List[str]]]:
-    """label -> (ORT quant format, names of the nodes kept in FP32)."""
+def candidate_variants(model: Any, head_nodes: List[str]) -> Dict[str, Tuple[str, List[str]]]:
+    """label -> (ORT quant format, names of the nodes kept in FP32). `head_nodes`: the nodes of the
+    transposed-conv head, when `model` was rewritten; the first variant is always of the model as
+    given, so that the ranges it calibrates cover every tensor the others quantize."""
     inputs = {i.name for i in model.graph.input}
     first_convs = [n.name for n in model.graph.node if n.op_type == "Conv" and n.input and n.input[0] in inputs]
     variants = {"QDQ": ("QDQ", [])}
     if first_convs:
         variants["QDQ+float-input-conv"] = ("QDQ", first_convs)
     variants["QOperator"] = ("QOperator", [])
+    if head_nodes:
+        for label, (fmt, float_nodes) in list(variants.items()):
+            if fmt == "QDQ":  # ORT has no CPU kernel for an INT8 ConvTranspose: it stays FP32
+                variants[label + HEAD_REWRITE] = (fmt, float_nodes + head_nodes)
     return variants
 
 
