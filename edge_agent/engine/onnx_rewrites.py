@@ -71,7 +71,7 @@ def _transposed_conv(conv: Any, shuffle: Any, initializers: Dict[str, Any], shap
             or any(d != 1 for d in attrs.get("dilations", [1, 1])) or any(p != 0 for p in attrs.get("pads", [0] * 4)) \
             or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID", "NOTSET", "VALID"):
         return None
-    channels, inputs = weight.shape[0] // (r * r), weight.shape[1]
+    channels = weight.shape[0] // (r * r)
     # output channel m of the convolution lands at (c, i, j) of the shuffle
     by_position = _by_position(weight[:, :, 0, 0], channels, r, mode)  # [C, r, r, K]
     if by_position is None:
@@ -91,8 +91,9 @@ def _transposed_conv(conv: Any, shuffle: Any, initializers: Dict[str, Any], shap
         else:
             pattern = block.astype(bias.dtype)
     out = shuffle.output[0]
-    transposed_node = helper.make_node("ConvTranspose", conv_inputs, [out if pattern is None else name + "_convtranspose"],
-                                       name=name + "_as_convtranspose", kernel_shape=[r, r], strides=[r, r])
+    transposed_out = out if pattern is None else name + "_convtranspose"
+    transposed_node = helper.make_node("ConvTranspose", conv_inputs, [transposed_out], name=name + "_as_convtranspose",
+                                       kernel_shape=[r, r], strides=[r, r])
     if pattern is None:
         return [transposed_node], tensors
     dims = [d.dim_value if d.HasField("dim_value") else 0 for d in shape.dim] if shape is not None else []

@@ -91,9 +91,9 @@ def write_int8_for_cpu(source: Path, target: Path, input_name: str, batches: Cal
                 report("INT8: writing the {} U8S8 model from the same ranges".format(label), 0.85)
             candidates[label] = work / "{}.onnx".format(label)
             try:
+                given = work / "transposed-conv-head.onnx" if label.endswith(HEAD_REWRITE) else cleaned
                 with pixel_shuffles_in_int8():
-                    quantize_static(str(work / "transposed-conv-head.onnx" if label.endswith(HEAD_REWRITE) else cleaned),
-                                    str(candidates[label]), reader,
+                    quantize_static(str(given), str(candidates[label]), reader,
                                     quant_format=getattr(QuantFormat, fmt), activation_type=QuantType.QUInt8,
                                     weight_type=QuantType.QInt8, per_channel=True,
                                     calibrate_method=CALIBRATION_METHODS[method], nodes_to_exclude=float_nodes,

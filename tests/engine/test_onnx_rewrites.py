@@ -19,7 +19,9 @@ def _head_model(mode="CRD", bias="varied", kernel=1, extra_consumer=False, spati
     if bias != "none":
         values = rng.normal(0, 1, 12).astype(np.float32)
         if bias == "per-class":  # the same for the four sub-pixels of each class
-            order = np.arange(12).reshape(3, 2, 2) if mode == "CRD" else np.arange(12).reshape(2, 2, 3).transpose(2, 0, 1)
+            order = np.arange(12).reshape(3, 2, 2)
+            if mode == "DCR":
+                order = np.arange(12).reshape(2, 2, 3).transpose(2, 0, 1)
             values[order] = np.repeat(values[:3], 4).reshape(3, 2, 2)
         inits.append(numpy_helper.from_array(values, "b"))
         inputs.append("b")
