@@ -31,6 +31,7 @@ def shuffle_heads_as_transposed_convs(model: Any) -> List[str]:
         for name in node.input:
             consumers[name] = consumers.get(name, 0) + 1
     outputs = {o.name for o in graph.output}
+    graph_inputs = {i.name for i in graph.input}  # old exporters list initializers as inputs too
     shapes = {v.name: v.type.tensor_type.shape for v in list(graph.value_info) + list(graph.output)}
     added: List[str] = []
     for shuffle in [n for n in graph.node if n.op_type == "DepthToSpace"]:
@@ -50,7 +51,7 @@ def shuffle_heads_as_transposed_convs(model: Any) -> List[str]:
         graph.initializer.extend(tensors)
         for name in conv.input[1:]:
             consumers[name] -= 1
-            if consumers[name] == 0 and name in initializers:
+            if consumers[name] == 0 and name in initializers and name not in graph_inputs:
                 graph.initializer.remove(initializers.pop(name))
         added.extend(node.name for node in nodes)
     return added
