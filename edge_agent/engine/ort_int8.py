@@ -133,9 +133,10 @@ def name_every_node(model: Any) -> bool:
 
 
 def candidate_variants(model: Any, head_nodes: List[str]) -> Dict[str, Tuple[str, List[str]]]:
-    """label -> (ORT quant format, names of the nodes kept in FP32). `head_nodes`: the nodes of the
-    transposed-conv head, when `model` was rewritten; the first variant is always of the model as
-    given, so that the ranges it calibrates cover every tensor the others quantize."""
+    """label -> (ORT quant format, names of the nodes kept in FP32). `head_nodes`: the nodes that
+    `shuffle_heads_as_transposed_convs` added to a copy of `model` (none: no rewritten variants).
+    The first variant is always of `model` as given, so that the ranges it calibrates cover every
+    tensor the others quantize."""
     inputs = {i.name for i in model.graph.input}
     first_convs = [n.name for n in model.graph.node if n.op_type == "Conv" and n.input and n.input[0] in inputs]
     variants = {"QDQ": ("QDQ", [])}
