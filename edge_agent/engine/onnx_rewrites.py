@@ -70,7 +70,7 @@ def _transposed_conv(conv: Any, shuffle: Any, initializers: Dict[str, Any], shap
     if weight.ndim != 4 or weight.shape[2:] != (1, 1) or r < 1 or weight.shape[0] % (r * r) \
             or attrs.get("group", 1) != 1 or any(s != 1 for s in attrs.get("strides", [1, 1])) \
             or any(d != 1 for d in attrs.get("dilations", [1, 1])) or any(p != 0 for p in attrs.get("pads", [0] * 4)) \
-            or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID", "NOTSET", "VALID"):
+            or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):  # ONNX strings come as bytes
         return None
     channels = weight.shape[0] // (r * r)
     # output channel m of the convolution lands at (c, i, j) of the shuffle
