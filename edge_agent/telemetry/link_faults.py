@@ -8,11 +8,18 @@
 - `FlapDetector`: connections that the broker closes seconds after accepting them, again and
   again. The usual cause is a second client with the same client id (two agents with the same
   device.id take the session from each other); the broker says nothing more than "connection lost".
+- `LinkTrouble`: the link's state in words, for the health line and the log: one warning per
+  distinct problem, not one per retry, and a diagnosis (`BrokerLink.diagnose`) when a connection
+  fails without a reason (paho's on_connect_fail does not fire once TCP connected).
 """
 
 import collections
+import logging
+import threading
 import time
-from typing import Deque, Dict, Optional
+from typing import Any, Deque, Dict, Optional
+
+log = logging.getLogger(__name__)
 
 PUBLISH_OVERHEAD = 16  # fixed header, remaining length, topic length, packet id, v5 property length
 STRIKES = 2  # size/protocol disconnects with the same row in flight before it is moved aside
@@ -107,3 +114,70 @@ class FlapDetector:
         while self._short and now - self._short[0] > FLAP_WINDOW_S:
             self._short.popleft()
         return len(self._short) >= FLAP_COUNT
+
+
+class LinkTrouble:
+    def __init__(self, link: Any, wake: threading.Event, reconnect_max_s: float, client_id: str,
+                 device_id: str) -> None:
+        self.link = link  # the BrokerLink: its address, events queue and diagnose()
+        self.state = "starting"
+        self.problem: Optional[str] = None
+        self._wake = wake
+        self._reconnect_max_s = reconnect_max_s
+        self._client_id = client_id
+        self._device_id = device_id
+        self._flaps = FlapDetector()
+
+    def describe(self) -> str:
+        return self.problem or self.state
+
+    def report(self, text: str) -> None:
+        """One log line per distinct problem, not one per retry."""
+        if text != self.problem:
+            log.warning("telemetry: %s", text)
+        self.problem = text
+
+    def solved(self) -> None:
+        self.problem = None
+
+    def connected(self) -> None:
+        self._flaps.connected()
+        self.state = "connected"
+        self.problem = None
+
+    def refused(self, reason: str) -> None:
+        self.report("broker {} refused the connection: {} (check mqtt.username and the password, and the "
+                    "broker's ACL)".format(self.link.address, reason))
+
+    def connect_failed(self) -> None:
+        self.state = "connect failed"
+        if self.problem is None:
+            self._diagnose("connecting")
+
+    def diagnosed(self, why: str) -> None:
+        self.report("cannot connect to broker {}: {}; retrying with backoff up to {:.0f} s".format(
+            self.link.address, why, self._reconnect_max_s))
+
+    def lost(self, reason: str, was_up: bool, queued: int) -> None:
+        """The connection closed (or the handshake after TCP failed: `was_up` False)."""
+        self.state = "disconnected"
+        if self._flaps.lost() and not size_reason(reason):
+            self.report("broker {} keeps closing the connection right after accepting it ({}): most often another "
+                        "client uses the same client id '{}' (two agents with device.id '{}'?). Give every board "
+                        "its own device.id or mqtt.client_id".format(self.link.address, reason, self._client_id,
+                                                                      self._device_id))
+        elif was_up:
+            log.warning("telemetry: lost the broker %s (%s); %d queued, reconnecting", self.link.address, reason,
+                        queued)
+        elif self.problem is None or self.problem == "connecting":
+            # TCP worked but the MQTT handshake did not (a TLS port, a silent port): paho's
+            # on_connect_fail does not fire, so find out why and say it once
+            self._diagnose("diagnosing")
+
+    def _diagnose(self, meanwhile: str) -> None:
+        self.problem = meanwhile
+        threading.Thread(target=self._run_diagnosis, name="telemetry-diagnose", daemon=True).start()
+
+    def _run_diagnosis(self) -> None:
+        self.link.events.put(("diagnosis", self.link.diagnose()))
+        self._wake.set()

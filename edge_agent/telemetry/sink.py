@@ -6,8 +6,9 @@ Frame loop  --on_result-->  deque (bounded, O(1))  -->  telemetry thread  -->  S
                                                           v  |
                                                       paho client  -->  broker
 
-This module is the sending side (outbox, acknowledgements, reconnects, flush on stop); payloads
-are built by `messages.py` and commands are read and answered by `commands.py`.
+This module runs the telemetry thread (reconnects, births and status, flush on stop); payloads
+are built by `messages.py`, outbox rows are sent and acknowledged by `delivery.py`, and commands
+are read and answered by `commands.py`.
 """
 
 import collections
@@ -28,14 +29,15 @@ from edge_agent.telemetry.availability import AvailabilityLink
 from edge_agent.telemetry.checks import TelemetryChecks
 from edge_agent.telemetry.commands import Action, run_command
 from edge_agent.telemetry.crops import copy_crop
+from edge_agent.telemetry.delivery import ACCEPTED_AGAIN, REFUSED, Delivery
 from edge_agent.telemetry.discovery import discovery_payload, discovery_topic
 from edge_agent.telemetry.link import BrokerLink, reply_properties, valid_response_topic
-from edge_agent.telemetry.link_faults import BIRTH_ROW, FlapDetector, PacketGuard, packet_size, size_reason
+from edge_agent.telemetry.link_faults import BIRTH_ROW, LinkTrouble, packet_size
 from edge_agent.telemetry.messages import MessageBuilder
 from edge_agent.telemetry.outbox import KIND_REPLY, NewMessage, Outbox
 from edge_agent.telemetry.payloads import DefectRecord, Envelope, Topics, encode, with_replay
 from edge_agent.telemetry.probe import SystemProbe
-from edge_agent.telemetry.retained import RetainedStates
+from edge_agent.telemetry.retained import DesiredStates, RetainedStates
 
 log = logging.getLogger(__name__)
 
@@ -56,33 +58,25 @@ class Telemetry(ResultSink):
         self.client_id = self.mqtt.client_id or "edge-agent-" + device.id
         self._records: Deque[DefectRecord] = collections.deque()
         self._queue_dropped = registry.counter("telemetry_queue_dropped")
-        self._publish_ms = registry.histogram("stage_ms", stage="publish")
+        self.delivery = Delivery(self.mqtt, self.session, registry.histogram("stage_ms", stage="publish"))
         self._wake = threading.Event()
         self._rebirth = threading.Event()
         self._stop = threading.Event()
         self._task: Optional[Task] = None
         self._heartbeat = time.monotonic()
-        self._guard = PacketGuard(self.mqtt.max_message_kb * 1024)
-        self._flaps = FlapDetector()
         self._birth_refused = False  # too large for the limit known before sending: not sent this connection
         self._birth_blocked = False  # the broker dropped us each time it was sent: not sent again
         self._birth_mid: Optional[int] = None
         self._flush_deadline = 0.0
         self._link_up = False
-        self._state = "starting"
-        self._problem: Optional[str] = None
-        self._inflight: Dict[int, Tuple[int, float]] = {}  # mid -> (row id, sent at)
-        self._resent: set = set()  # row ids sent on an earlier connection: replayed when sent again
-        self._paused_until = 0.0
-        self._refusal_backoff = 0.0
         self._connects = 0
-        self._acked = 0
         self._status_mid: Optional[int] = None
         self._birth_keys: frozenset = frozenset()
         self._status_version = -1  # the agent health version the last published status showed
         self._checks = TelemetryChecks(registry, registry.health, self.mqtt.event_queue_size)
         self.outbox: Optional[Outbox] = None
         self.link: Optional[BrokerLink] = None
+        self.trouble: Optional[LinkTrouble] = None
         self.availability: Optional[AvailabilityLink] = None
         self.probe: Optional[SystemProbe] = None
         self.messages = MessageBuilder(config, registry, self.topics, self.envelope, self.client_id, describe)
@@ -91,8 +85,7 @@ class Telemetry(ResultSink):
         # extensions (rollout): command name -> handler(request dict) -> (ok, text), called on the
         # telemetry thread (must only enqueue); desired-state name -> handler(raw payload)
         self.command_handlers: Dict[str, Callable[[Dict[str, Any]], Tuple[bool, str]]] = {}
-        self._desired_handlers: Dict[str, Callable[[bytes], None]] = {}
-        self._desired_last: Dict[str, bytes] = {}  # for a handler registered later (start-up order)
+        self._desired = DesiredStates()
         self._retained = RetainedStates()
 
     # ---- public API -------------------------------------------------------------------------
@@ -103,6 +96,8 @@ class Telemetry(ResultSink):
         self.probe = SystemProbe(self.mqtt.metrics_interval_s, folder, self.messages.memory_facts()).start()
         self.link = BrokerLink(self.mqtt, self.client_id, self.topics.command_prefix,
                                (self.topics.status, self.messages.will()), self._wake)
+        self.trouble = LinkTrouble(self.link, self._wake, self.mqtt.reconnect_max_s, self.client_id,
+                                   self.config.device.id)
         self.availability = AvailabilityLink(self.mqtt, self.client_id, self.topics.availability)
         # supervised: a crash of the loop is logged, counted and the loop restarted with backoff
         self._task = SUPERVISOR.spawn("telemetry", self._work, stall_s=HEALTH_STALL_S, start=False)
@@ -122,15 +117,9 @@ class Telemetry(ResultSink):
         self._wake.set()
 
     def set_desired_handler(self, name: str, handler: Optional[Callable[[bytes], None]]) -> None:
-        """Route `{base}/desired/{name}` to `handler` (None: stop). The retained payload arrives at
-        connection, usually before the pipeline (and its handler) exists: it is handed over now."""
-        if handler is None:
-            self._desired_handlers.pop(name, None)
-            return
-        self._desired_handlers[name] = handler
-        last = self._desired_last.get(name)
-        if last is not None:
-            handler(last)
+        """Route `{base}/desired/{name}` to `handler` (None: stop); the latest one received is
+        handed over now."""
+        self._desired.set_handler(name, handler)
 
     def publish_retained(self, kind: str, payload: Dict[str, Any]) -> None:
         """Any thread: publish `payload` retained on `{base}/{kind}`: in order while connected (each
@@ -173,12 +162,12 @@ class Telemetry(ResultSink):
             disk = "; outbox cannot write ({}), {} in memory".format(self.outbox.write_error, self.outbox.spilled)
         if self._link_up:
             return True, "broker connected, {} queued{}".format(queued, disk)
-        return True, "broker unreachable: {}, {} queued{}".format(self._problem or self._state, queued, disk)
+        return True, "broker unreachable: {}, {} queued{}".format(self.trouble.describe(), queued, disk)
 
     @property
     def messages_acked(self) -> int:
         """Outbox messages the broker acknowledged this session."""
-        return self._acked
+        return self.delivery.acked
 
     def close(self, flush_timeout_s: float = 5.0) -> None:
         """Publish retained "stopped", send what is queued within the bound, disconnect."""
@@ -263,41 +252,24 @@ class Telemetry(ResultSink):
             elif kind == "disconnected":
                 self._on_disconnected(event[1])
                 self._link_up = False
-                self._state = "disconnected"
-                self._resent.update(row_id for row_id, _ in self._inflight.values())
-                self._inflight.clear()
+                self.delivery.link_changed()
             elif kind == "refused":
-                self._report("broker {} refused the connection: {} (check mqtt.username and the password, "
-                             "and the broker's ACL)".format(self.link.address, event[1]))
+                self.trouble.refused(event[1])
             elif kind == "connect_failed":
-                self._state = "connect failed"
-                if self._problem is None:
-                    threading.Thread(target=self._diagnose, name="telemetry-diagnose", daemon=True).start()
-                    self._problem = "connecting"
+                self.trouble.connect_failed()
             elif kind == "diagnosis":
-                self._report("cannot connect to broker {}: {}; retrying with backoff up to {:.0f} s".format(
-                    self.link.address, event[1], self.mqtt.reconnect_max_s))
+                self.trouble.diagnosed(event[1])
             elif kind == "suback" and event[1]:
                 log.warning("telemetry: broker refused the subscription to %s (%s): commands will not work; "
                             "grant read access in the broker ACL", self.topics.commands, ", ".join(event[1]))
             elif kind == "command":
                 self._on_command(*event[1:])
             elif kind == "desired":
-                self._on_desired(event[1], event[2])
+                self._desired.received(event[1], event[2])
         self.outbox.delete(acked)
 
-    def _diagnose(self) -> None:
-        self.link.events.put(("diagnosis", self.link.diagnose()))
-        self._wake.set()
-
-    def _report(self, text: str) -> None:
-        """One log line per distinct problem, not one per retry."""
-        if text != self._problem:
-            log.warning("telemetry: %s", text)
-        self._problem = text
-
     def _on_disconnected(self, reason: str) -> None:
-        poison = self._guard.disconnected(reason)
+        poison = self.delivery.guard.disconnected(reason)
         if poison == BIRTH_ROW:
             self._birth_blocked = True
             log.error("telemetry: the broker %s closed the connection (%s) each time the birth message was sent: "
@@ -306,31 +278,15 @@ class Telemetry(ResultSink):
         elif poison is not None:
             self.outbox.move_aside(poison, "the broker closed the connection ({}) each time it was sent: larger than "
                                            "the broker accepts (its message size limit)".format(reason))
-        if self._flaps.lost() and not size_reason(reason):
-            self._report("broker {} keeps closing the connection right after accepting it ({}): most often another "
-                         "client uses the same client id '{}' (two agents with device.id '{}'?). Give every board "
-                         "its own device.id or mqtt.client_id".format(self.link.address, reason, self.client_id,
-                                                                       self.config.device.id))
-        elif self._link_up:
-            log.warning("telemetry: lost the broker %s (%s); %d queued, reconnecting", self.link.address,
-                        reason, self.outbox.rows)
-        elif self._problem is None or self._problem == "connecting":
-            # TCP worked but the MQTT handshake did not (a TLS port, a silent port): paho's
-            # on_connect_fail does not fire, so find out why and say it once
-            self._state = "handshake failed: " + reason
-            self._problem = "diagnosing"
-            threading.Thread(target=self._diagnose, name="telemetry-diagnose", daemon=True).start()
+        self.trouble.lost(reason, self._link_up, self.outbox.rows)
 
     def _on_connected(self, broker_max: Optional[int] = None) -> None:
-        self._guard.connected(broker_max)
-        self._flaps.connected()
+        self.delivery.guard.connected(broker_max)
+        self.trouble.connected()
         self._birth_refused = False
         self._connects += 1
         self._link_up = True
-        self._state = "connected"
-        self._problem = None
-        self._resent.update(row_id for row_id, _ in self._inflight.values())
-        self._inflight.clear()
+        self.delivery.link_changed()
         log.info("telemetry: connected to broker %s; %d queued message(s) to send", self.link.address,
                  self.outbox.rows)
         self._publish_status()
@@ -344,47 +300,18 @@ class Telemetry(ResultSink):
         if mid == self._status_mid:
             self._status_mid = None
         if mid == self._birth_mid:
-            self._guard.done(BIRTH_ROW)
-        entry = self._inflight.pop(mid, None)
-        if entry is None:
-            return  # status/birth, or a message of an earlier connection (already resent)
-        row_id, sent = entry
-        self._guard.done(row_id)
-        if failure is not None:
-            # MQTT v5 tells us the broker did not accept it (e.g. ACL): keep the row, back off.
-            self._resent.add(row_id)
-            self._refusal_backoff = min(max(self._refusal_backoff * 2, self.mqtt.reconnect_min_s),
-                                        self.mqtt.reconnect_max_s)
-            self._paused_until = time.monotonic() + self._refusal_backoff
-            self._report("broker {} refused a publish: {}; the message stays queued and is retried every "
-                         "{:.0f} s at most. Grant this client write access to {}/# in the broker ACL".format(
-                             self.link.address, failure, self.mqtt.reconnect_max_s, self.topics.base))
-            return
-        if self._refusal_backoff:
-            self._refusal_backoff = 0.0
-            self._problem = None
-        self._publish_ms.observe((time.monotonic() - sent) * 1000.0)
-        self._resent.discard(row_id)
-        self._acked += 1
-        acked.append(row_id)
+            self.delivery.guard.done(BIRTH_ROW)
+        verdict = self.delivery.ack(mid, failure, acked)
+        if verdict == REFUSED:
+            self.trouble.report("broker {} refused a publish: {}; the message stays queued and is retried every "
+                                "{:.0f} s at most. Grant this client write access to {}/# in the broker "
+                                "ACL".format(self.link.address, failure, self.mqtt.reconnect_max_s, self.topics.base))
+        elif verdict == ACCEPTED_AGAIN:
+            self.trouble.solved()
 
     def _send(self) -> None:
-        room = self.mqtt.inflight_max - len(self._inflight)
-        if not self._link_up or room <= 0 or time.monotonic() < self._paused_until:
-            return
-        if self.outbox.rows <= len(self._inflight):
-            return
-        exclude = [row_id for row_id, _ in self._inflight.values()]
-        for row in self.outbox.pending(room, exclude):
-            replay = row.queued_offline or row.session != self.session or row.id in self._resent
-            payload = with_replay(row.payload, replay)
-            too_large = self._guard.too_large(row.topic, payload)
-            if too_large is not None:  # sending it would only get us disconnected, again and again
-                self.outbox.move_aside(row.id, too_large)
-                continue
-            mid = self.link.publish(row.topic, payload)
-            self._inflight[mid] = (row.id, time.monotonic())
-            self._guard.sent(row.id, packet_size(row.topic, payload))
+        if self._link_up:
+            self.delivery.send(self.outbox, self.link)
 
     def _store(self, messages: List[NewMessage]) -> None:
         if messages:
@@ -405,7 +332,7 @@ class Telemetry(ResultSink):
             "outbox_dropped_events_total": self.outbox.dropped_events,
             "mqtt_connected": int(self._link_up),
             "mqtt_connects_total": self._connects,
-            "messages_acked_total": self._acked,
+            "messages_acked_total": self.delivery.acked,
             "outbox_rejected_total": self.outbox.rejected,
             "outbox_lost_events_total": self.outbox.lost_events,
             "outbox_lost_metrics_total": self.outbox.lost_metrics,
@@ -428,7 +355,7 @@ class Telemetry(ResultSink):
         self._birth_keys = frozenset(self.messages.catalogue)
         if self._birth_blocked:
             return
-        too_large = self._guard.too_large(self.topics.birth, payload)
+        too_large = self.delivery.guard.too_large(self.topics.birth, payload)
         if too_large is not None:  # it would get the connection closed at every connect
             if not self._birth_refused:
                 log.error("telemetry: the birth message is not sent: %s. Raise the broker's limit (or "
@@ -436,7 +363,7 @@ class Telemetry(ResultSink):
             self._birth_refused = True
             return
         self._birth_mid = self.link.publish(self.topics.birth, payload, retain=True)
-        self._guard.sent(BIRTH_ROW, packet_size(self.topics.birth, payload))
+        self.delivery.guard.sent(BIRTH_ROW, packet_size(self.topics.birth, payload))
         discovery = self.mqtt.homeassistant
         if discovery.enabled:  # generated from the same catalogue, so it follows new keys as well
             self.link.publish(discovery_topic(discovery.prefix, self.config.device.id), encode(discovery_payload(
@@ -459,18 +386,6 @@ class Telemetry(ResultSink):
             self.link.publish(response_topic, with_replay(encoded, False), properties=reply_properties(correlation))
         else:
             self._store([NewMessage(KIND_REPLY, self.topics.reply(name), encoded)])
-
-    def _on_desired(self, name: str, payload: bytes) -> None:
-        if not payload:  # an empty retained payload clears the desired state
-            return
-        self._desired_last[name] = payload
-        handler = self._desired_handlers.get(name)
-        if handler is None:
-            return
-        try:
-            handler(payload)
-        except Exception:  # whatever was sent, the telemetry thread goes on
-            log.exception("telemetry: desired state %s: the handler failed", name)
 
     def _command_names(self) -> List[str]:
         return list(self._commands) + sorted(self.command_handlers)
