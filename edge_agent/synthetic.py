@@ -1,10 +1,11 @@
 """Synthetic inspection images with exact per-pixel defect masks.
 
 Feeds the ``synthetic`` frame source, the bundled demo model's training script and the tests.
-A sample is a textured surface (brushed metal, woven fabric, cast grain, painted panel) with 0-3
-defects (scratch, spot, crack, pit), random illumination and sensor noise. Every defect is drawn
-into an alpha map once; the image is blended with that alpha and the mask takes the pixels where
-the alpha is >= 0.5, so the mask is exactly where the defect's visible edge is.
+A sample is a textured surface (brushed metal, woven fabric, cast grain, painted panel, with
+random illumination: `synthetic_surfaces.py`), 0-3 defects (scratch, spot, crack, pit) and sensor
+noise. Every defect is drawn into an alpha map once; the image is blended with that alpha and
+the mask takes the pixels where the alpha is >= 0.5, so the mask is exactly where the defect's
+visible edge is.
 
 ``SyntheticGenerator.sample(index)`` depends only on ``(seed, index)``: call order, threads and
 earlier calls do not change it. A 320x240 frame takes about 2-4 ms on one 2.5 GHz Xeon core.
@@ -21,19 +22,14 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from edge_agent.synthetic_surfaces import SURFACES, SurfacePainter
+
 DEFECT_CLASSES = ("scratch", "spot", "crack", "pit")  # class ids 1..4; 0 is background
 CLASS_NAMES = ("background",) + DEFECT_CLASSES
 CLASS_IDS = {name: i for i, name in enumerate(CLASS_NAMES)}
-SURFACES = ("brushed_metal", "woven_fabric", "cast_grain", "painted_panel")
 
 _SHIFT = 4  # sub-pixel bits for OpenCV drawing
 _ONE = 1 << _SHIFT
-_PAINTS = np.array(  # BGR, 0..1
-    [[0.16, 0.16, 0.78], [0.66, 0.35, 0.12], [0.88, 0.88, 0.88], [0.12, 0.78, 0.9],
-     [0.24, 0.55, 0.16], [0.6, 0.6, 0.6], [0.2, 0.2, 0.22]], dtype=np.float32)
-_FABRICS = np.array(
-    [[0.45, 0.22, 0.12], [0.45, 0.62, 0.7], [0.55, 0.55, 0.55], [0.25, 0.45, 0.4],
-     [0.2, 0.2, 0.55], [0.75, 0.75, 0.72]], dtype=np.float32)
 
 Box = Tuple[int, int, int, int]
 Effect = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
@@ -95,10 +91,7 @@ class SyntheticGenerator:
             raise ValueError(f"surfaces must be a non-empty subset of {SURFACES}, got {surfaces!r}")
         self.surfaces = surfaces
         self._scale = min(self.width, self.height) / 240.0
-        self._xs = np.arange(self.width, dtype=np.float32)
-        self._ys = np.arange(self.height, dtype=np.float32)
-        self._xn = np.linspace(-1.0, 1.0, self.width, dtype=np.float32)
-        self._yn = np.linspace(-1.0, 1.0, self.height, dtype=np.float32)
+        self._surface = SurfacePainter(self.width, self.height, self.lighting)
         # Per-pixel Gaussian noise is the costliest part of a frame, so a bank a little larger than
         # the frame is drawn once and each sample reads it at its own random offset.
         self._pad = (61, 67)
@@ -114,8 +107,8 @@ class SyntheticGenerator:
             raise ValueError(f"index must be a non-negative integer, got {index!r}")
         rng = np.random.default_rng((self.seed, int(index)))
         surface = self.surfaces[int(rng.integers(len(self.surfaces)))]
-        lum, color = self._texture(surface, rng)
-        light = self._illumination(rng)
+        lum, color = self._surface.texture(surface, rng)
+        light = self._surface.illumination(rng)
         if light is not None:
             lum *= light
         img = np.empty((self.height, self.width, 3), np.float32)
@@ -144,78 +137,6 @@ class SyntheticGenerator:
         while True:
             yield self.sample(index)
             index += 1
-
-    # ---------------------------------------------------------------- textures
-    def _smooth_noise(self, rng: np.random.Generator, rows: int, cols: int,
-                      interpolation: int = cv2.INTER_CUBIC) -> np.ndarray:
-        rows, cols = max(2, rows), max(2, cols)
-        small = rng.standard_normal((rows, cols), dtype=np.float32)
-        if interpolation == cv2.INTER_CUBIC and self.width > 8 * cols:
-            # cubic straight from a tiny grid is slow in OpenCV; cubic to 1/4 size, then linear
-            small = cv2.resize(small, (self.width // 4, self.height // 4), interpolation=cv2.INTER_CUBIC)
-            interpolation = cv2.INTER_LINEAR
-        return cv2.resize(small, (self.width, self.height), interpolation=interpolation)
-
-    def _texture(self, surface: str, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
-        """Luminance map (HxW float32, ~0..1) and BGR colour (3, 0..255) of a bare surface."""
-        h, w, s = self.height, self.width, self._scale
-        if surface == "brushed_metal":
-            streaks = self._smooth_noise(rng, h, w // 6, cv2.INTER_LINEAR)
-            long_streaks = self._smooth_noise(rng, h, w // 40, cv2.INTER_LINEAR)
-            cloud = self._smooth_noise(rng, h // 40, w // 40)
-            lum = 0.6 + 0.03 * streaks + 0.045 * long_streaks + 0.03 * cloud
-            color = np.array([1.0, 0.97, 0.93], np.float32) * rng.uniform(0.85, 1.1)
-        elif surface == "woven_fabric":
-            lum = self._weave(rng, s)
-            color = _FABRICS[int(rng.integers(len(_FABRICS)))] * rng.uniform(0.85, 1.15, 3).astype(np.float32)
-        elif surface == "cast_grain":
-            blobs = np.tanh(1.8 * self._smooth_noise(rng, h // 5, w // 5))
-            grain = self._smooth_noise(rng, h // 2, w // 2, cv2.INTER_LINEAR)
-            cloud = self._smooth_noise(rng, h // 60, w // 60)
-            lum = 0.45 + 0.05 * blobs + 0.03 * grain + 0.04 * cloud
-            color = np.array([0.93, 0.96, 1.0], np.float32) * rng.uniform(0.8, 1.15)
-        else:  # painted_panel: smooth paint with orange peel
-            peel = self._smooth_noise(rng, h // 3, w // 3)
-            cloud = self._smooth_noise(rng, h // 80, w // 80)
-            lum = 0.82 + 0.02 * peel + 0.03 * cloud
-            color = _PAINTS[int(rng.integers(len(_PAINTS)))] * rng.uniform(0.85, 1.15, 3).astype(np.float32)
-        return lum, np.clip(color * 255.0, 20.0, 255.0).astype(np.float32)
-
-    def _weave(self, rng: np.random.Generator, s: float) -> np.ndarray:
-        period = float(rng.uniform(6.0, 11.0)) * max(s, 0.5)
-        u = self._xs / period + rng.uniform(0, 2)
-        v = self._ys / period + rng.uniform(0, 2)
-        iu, iv = np.floor(u), np.floor(v)
-        pu = np.sin(np.pi * (u - iu)).astype(np.float32)  # thread cross-section shading
-        pv = np.sin(np.pi * (v - iv)).astype(np.float32)
-        n_u, n_v = int(iu[-1] - iu[0]) + 1, int(iv[-1] - iv[0]) + 1
-        pu *= 1.0 + rng.normal(0, 0.08, n_u).astype(np.float32)[(iu - iu[0]).astype(np.intp)]
-        pv *= 1.0 + rng.normal(0, 0.08, n_v).astype(np.float32)[(iv - iv[0]).astype(np.intp)]
-        over = ((iu.astype(np.intp)[None, :] + iv.astype(np.intp)[:, None]) & 1).astype(bool)
-        warp = pu[None, :] * (0.75 + 0.25 * np.sqrt(pv))[:, None]
-        weft = pv[:, None] * (0.75 + 0.25 * np.sqrt(pu))[None, :]
-        lum = 0.38 + 0.42 * np.where(over, warp, weft)
-        fuzz = self._smooth_noise(rng, self.height // 3, self.width // 3, cv2.INTER_LINEAR)
-        lum += 0.03 * fuzz
-        angle = rng.uniform(-12, 12)
-        rot = cv2.getRotationMatrix2D((self.width / 2.0, self.height / 2.0), angle, 1.0)
-        return cv2.warpAffine(lum, rot, (self.width, self.height), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REFLECT)
-
-    # ---------------------------------------------------------------- lighting
-    def _illumination(self, rng: np.random.Generator) -> Optional[np.ndarray]:
-        """Multiplicative HxW light field (gradient, off-centre vignette, brightness), or None."""
-        k = self.lighting
-        gx, gy = (float(v) * k for v in rng.uniform(-0.45, 0.45, 2))
-        vig = float(rng.uniform(0.0, 0.5)) * k
-        cx, cy = (float(v) for v in rng.uniform(-0.5, 0.5, 2))
-        bright = 1.0 + float(rng.uniform(-0.35, 0.25)) * k
-        if k == 0:
-            return None
-        row = 1.0 + gx * self._xn - vig * (self._xn - cx) ** 2
-        col = gy * self._yn - vig * (self._yn - cy) ** 2
-        field = (row[None, :] + col[:, None]) * bright
-        return np.maximum(field, 0.05, out=field)
 
     def _add_noise(self, img: np.ndarray, rng: np.random.Generator) -> None:
         oy = int(rng.integers(self._pad[0] + 1))
