@@ -220,8 +220,11 @@ def test_acl_refusal_keeps_messages_and_backs_off(tmp_path, caplog):
 def test_outbox_bound_holds_during_a_long_outage(tmp_path):
     data = agent_config(tmp_path, free_port(), fps=0, interval=0.1, outbox_max_mb=0.05)
     with InProcessAgent(data) as agent:
-        time.sleep(4)
         outbox = agent.telemetry.outbox
+        deadline = time.monotonic() + 30  # about 4 s on an idle machine; longer on a loaded one
+        while outbox.dropped_metrics + outbox.dropped_events == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)  # and on for a while past the bound
         assert outbox.size_bytes <= outbox.max_bytes
         # A connection of our own sees committed transactions only (the telemetry thread's own
         # connection would show a transaction half done, before its bound is enforced).
