@@ -11,20 +11,11 @@ collected cycles. So a teardown runs `gc.collect()` first (10-20 ms here).
 Then glibc keeps the freed pages in its heap, where the next session's allocations only partly
 fill the holes; `malloc_trim(0)` returns the free pages: in 60 in-process reloads it kept RSS
 4-5 MB lower (docs/benchmarks.md, "Soak with faults").
-
-Between reloads the holes come back: glibc returns free memory to the OS only from the top of a
-heap, and the frame loop, sources and telemetry threads free buffers in the middle of theirs. In
-the soak's agent `mallinfo2()` showed the in-use heap flat while free space inside the arenas grew
-from 1.3 to 2.8 MB in 16 minutes. So the daemon also trims every TRIM_EVERY_S while it serves
-(`PeriodicTrim`); a trim took 0.03-0.07 ms there.
 """
 
 import ctypes
 import gc
-import time
-from typing import Any, Callable, Optional
-
-TRIM_EVERY_S = 10.0
+from typing import Any, Optional
 
 _UNSET: Any = object()
 _trim: Any = _UNSET
@@ -46,36 +37,12 @@ def _malloc_trim() -> Optional[Any]:
     return _trim
 
 
-def trim_heap() -> bool:
-    """Return the C heap's free pages to the OS; False where the C library cannot (not glibc)."""
+def release_freed_memory() -> bool:
+    """Collect the cyclic garbage a teardown left, then return the C heap's free pages to the OS;
+    False where the C library cannot trim (not glibc: the collection still runs)."""
+    gc.collect()
     trim = _malloc_trim()
     if trim is None:
         return False
     trim(0)
     return True
-
-
-def release_freed_memory() -> bool:
-    """Collect the cyclic garbage a teardown left, then return the C heap's free pages to the OS;
-    False where the C library cannot trim (not glibc: the collection still runs)."""
-    gc.collect()
-    return trim_heap()
-
-
-class PeriodicTrim:
-    """`due()` trims the heap when `every_s` has passed since the last trim; called from a loop
-    that wakes often (the daemon's supervise loop wakes at least once a second)."""
-
-    def __init__(self, every_s: float = TRIM_EVERY_S, clock: Callable[[], float] = time.monotonic) -> None:
-        self.every_s = every_s
-        self.trims = 0
-        self._clock = clock
-        self._next = clock() + every_s
-
-    def due(self) -> None:
-        now = self._clock()
-        if now < self._next:
-            return
-        self._next = now + self.every_s
-        if trim_heap():
-            self.trims += 1

@@ -30,7 +30,7 @@ from edge_agent.config_loader import load_config
 from edge_agent.errors import EdgeAgentError, StopRequested
 from edge_agent.local_sinks import open_local_sinks
 from edge_agent.metrics import Registry
-from edge_agent.native_memory import PeriodicTrim, release_freed_memory
+from edge_agent.native_memory import release_freed_memory
 from edge_agent.pipeline import Pipeline
 from edge_agent.rollout.controller import Rollout
 from edge_agent.rollout.session import effective_config, rollout_session
@@ -109,7 +109,6 @@ class Daemon:
         self._serving_stamp: Optional[ModelStamp] = None  # its model file as it was then
         self._keep_backend = False  # a reload that leaves the model alone: the next _serve reuses it
         self._kept: Optional[Backend] = None  # the backend kept for that
-        self.heap_trim = PeriodicTrim()
 
     # ---- signals (handlers only set flags; the main thread acts) ----
     def _on_stop_signal(self, signum: int, _frame: Any) -> None:
@@ -215,7 +214,6 @@ class Daemon:
         while True:
             self.wake.wait(1.0)
             self.wake.clear()
-            self.heap_trim.due()  # hands back what the threads freed inside their heaps since the last trim
             if self.stop_requested.is_set():
                 return "stopped"
             if loop.finished:
