@@ -41,3 +41,35 @@ def test_release_freed_memory_frees_buffers_held_in_reference_cycles(monkeypatch
     finally:
         if enabled:
             gc.enable()
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_release_freed_memory_hands_back_pages_freed_inside_the_heap():
+    """free() gives memory back only from the top of a heap; holes between live blocks (what a
+    torn-down pipeline leaves among the live ones) stay resident until a trim."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+
+    def resident_mb():
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * 4096 / 2**20
+
+    block = 64 * 1024  # under glibc's mmap threshold: carved from the heap, not mapped on its own
+    blocks = [libc.malloc(block) for _ in range(600)]
+    try:
+        for address in blocks:
+            ctypes.memset(address, 1, block)  # make every page resident
+        for address in blocks[::2]:
+            libc.free(address)  # holes between live blocks: nothing at the top to give back
+        before = resident_mb()
+        assert native_memory.release_freed_memory() is True
+        after = resident_mb()
+    finally:
+        for address in blocks[1::2]:
+            libc.free(address)
+    holes_mb = 300 * block / 2**20  # 18.75 MB
+    assert before - after > 0.5 * holes_mb, (before, after)
