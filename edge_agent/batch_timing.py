@@ -18,9 +18,10 @@ gives an upper bound, used to lower the estimate.
 """
 
 import math
-import threading
 import time
 from typing import Any, Dict, Optional, Tuple
+
+from edge_agent.signal_event import StopEvent
 
 WEIGHT = 0.2  # of a new sample in an estimate
 MARGIN_S = 0.004  # scheduling slack added to the lead
@@ -106,7 +107,7 @@ class AskTiming:
         return end - lead
 
     def ask(self, board: Any, running: Optional[Tuple[int, float]], frames: int, max_wait_s: float,
-            stop: threading.Event) -> Optional[float]:
+            stop: StopEvent) -> Optional[float]:
         """Ask `board` (a FrameBoard) for the next `frames` frames: at once, or, while a batch of
         `running` = (rows, submitted) runs, one lead before its expected end. Returns how long the
         take may wait for them (until that end, at least `max_wait_s`); None when `stop` came first."""

@@ -9,7 +9,6 @@ import faulthandler
 import logging
 import signal
 import sys
-import threading
 import time
 from typing import Any, Dict, List, Optional
 
@@ -67,6 +66,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from edge_agent.local_sinks import open_local_sinks
     from edge_agent.metrics import Registry
     from edge_agent.rollout.session import effective_config, rollout_session
+    from edge_agent.signal_event import SignalSafeEvent
     from edge_agent.status import StatusLine, summary
     from edge_agent.telemetry import open_telemetry, pipeline_facts
     from edge_agent.telemetry.prometheus import open_prometheus
@@ -76,7 +76,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                      _view_override(args.view)))
     config = effective_config(base)
     registry = Registry()
-    stop = threading.Event()
+    stop = SignalSafeEvent()  # set by the SIGTERM handler: a threading.Event could deadlock there
     holder: Dict[str, Any] = {}
     # SIGTERM (systemd, docker stop, kill) ends the demo like Ctrl-C and like `run`: the frame loop
     # finishes its batch and telemetry publishes "stopped", not the broker's "offline" Last Will.

@@ -21,6 +21,7 @@ from edge_agent.metrics import Registry
 from edge_agent.postprocess import DefectRegion, Postprocessor, mask_in_frame
 from edge_agent.preprocess import Geometry, Preprocessor
 from edge_agent.sanity import SanityWatch
+from edge_agent.signal_event import StopEvent
 from edge_agent.sources import Frame, FrameBoard, SourceRunner
 from edge_agent.tiling import Stitcher, TilePlan, expected_tiles
 
@@ -141,7 +142,7 @@ class Pipeline:
             runner.join()
         self.board.discard_unserved()
 
-    def run(self, stop: threading.Event, max_frames: Optional[int] = None,
+    def run(self, stop: StopEvent, max_frames: Optional[int] = None,
             duration_s: Optional[float] = None) -> int:
         """Process frames until `stop` is set, the sources are exhausted, or a limit is reached.
 
@@ -164,7 +165,7 @@ class Pipeline:
                 if self._swap is not None:  # the loop ended with a swap pending: do it here
                     self._apply_swap()
 
-    def _loop(self, stop: threading.Event, max_frames: Optional[int], duration_s: Optional[float]) -> int:
+    def _loop(self, stop: StopEvent, max_frames: Optional[int], duration_s: Optional[float]) -> int:
         end = time.monotonic() + duration_s if duration_s is not None else None
         staged = self._batches[0]
         in_flight: Optional[_Batch] = None
@@ -270,7 +271,7 @@ class Pipeline:
     def _other(self, batch: "_Batch") -> "_Batch":
         return self._batches[1] if batch is self._batches[0] else self._batches[0]
 
-    def _stage(self, batch: "_Batch", limit: int, in_flight: Optional["_Batch"], stop: threading.Event) -> None:
+    def _stage(self, batch: "_Batch", limit: int, in_flight: Optional["_Batch"], stop: StopEvent) -> None:
         """Take up to `limit` frames and preprocess them into the backend's current input slot.
         While a batch is in flight the take still waits up to max_wait_ms for asked sources: the
         backend is busy anyway, and a fuller batch serves more cameras. While a batch runs on a

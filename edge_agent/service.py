@@ -37,6 +37,7 @@ from edge_agent.rollout.session import effective_config, rollout_session
 from edge_agent.sdnotify import Notifier
 from edge_agent.service_reload import ModelStamp, check_telemetry_settings, dry_run, model_stamp, same_backend
 from edge_agent.service_watchdog import Watchdog
+from edge_agent.signal_event import SignalSafeEvent
 from edge_agent.supervisor import SUPERVISOR, TaskStatus
 from edge_agent.telemetry import open_telemetry, pipeline_facts
 from edge_agent.telemetry.prometheus import open_prometheus
@@ -52,7 +53,7 @@ BUILD_EXTEND_S = 120.0  # each engine-build progress report buys this much more 
 class FrameLoop:
     """Runs `pipeline.run` in a named thread; remembers how it ended."""
 
-    def __init__(self, pipeline: Pipeline, wake: threading.Event) -> None:
+    def __init__(self, pipeline: Pipeline, wake: SignalSafeEvent) -> None:
         self.pipeline = pipeline
         self.stop = threading.Event()
         self.error: Optional[BaseException] = None
@@ -92,9 +93,10 @@ class Daemon:
         self.supervisor = SUPERVISOR
         self.telemetry: Any = None
         self.exporter: Any = None  # Prometheus /metrics, when prometheus.listen is set
-        self.stop_requested = threading.Event()
-        self.reload_requested = threading.Event()
-        self.wake = threading.Event()
+        # set by signal handlers, so not threading.Events (edge_agent/signal_event.py says why)
+        self.stop_requested = SignalSafeEvent()
+        self.reload_requested = SignalSafeEvent()
+        self.wake = SignalSafeEvent()
         self.watchdog = Watchdog(self)
         self.pipeline: Optional[Pipeline] = None
         self.rollout: Optional[Rollout] = None

@@ -84,6 +84,25 @@ def test_a_sighup_storm_with_bad_configs_leaves_the_agent_running(short_tmp, mod
     assert daemon.wait(20) == 0, daemon.log
 
 
+def test_a_dense_signal_storm_never_deafens_the_daemon(short_tmp, model_path, notify, start_daemon):
+    """A signal handler that sets a threading.Event deadlocks when the signal lands while the main
+    thread holds that event's lock (in wait() or clear()): the 60-minute soak's agent stopped
+    applying reloads after a SIGHUP burst and ignored the SIGTERM at the end."""
+    path = short_tmp / "config.yaml"
+    write_yaml(path, config_data(model_path))
+    daemon = start_daemon(path)
+    notify.wait_for("READY", "1", timeout=30)
+    for _ in range(3000):  # the config is unchanged: each one is read, compared and dropped
+        daemon.signal(signal.SIGHUP)
+        time.sleep(0.0005)
+    write_yaml(path, config_data(model_path, sources=[
+        {"type": "synthetic", "name": "cam0", "width": 64, "height": 64, "fps": 40}]))
+    daemon.signal(signal.SIGHUP)
+    notify.wait_for("READY", "1", timeout=30, count=2)  # the changed config is applied after the storm
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(20) == 0, daemon.log[-3000:]
+
+
 def test_a_start_that_fails_logs_its_real_exit_status(short_tmp, model_path, notify, start_daemon):
     path = write_yaml(short_tmp / "config.yaml", config_data(model_path, memory={"limit_mb": 20}))
     daemon = start_daemon(path)
