@@ -10,7 +10,8 @@ an unusable config (refused: the old one keeps running), a SIGHUP with a changed
 (applied), a burst of SIGHUPs. Every 5 s it samples the agent's RSS, open files, threads and
 outbox rows. At the end it stops the agent with SIGTERM and checks:
 
-- exit status 0 and an empty outbox;
+- exit status 0 within 60 s of the SIGTERM, and an empty outbox;
+- every valid reload applied (the main thread still answers signals);
 - metrics and defect-event `seq` continuous per session (0 lost);
 - RSS growth between the first and the last quarter after warm-up below --max-rss-growth-pct;
 - open files and threads flat (the last quarter's maximum within a small slack of the first's).
@@ -46,6 +47,7 @@ SAMPLE_S = 5.0
 WARMUP_FRACTION = 0.2
 FD_SLACK = 4
 THREAD_SLACK = 3
+STOP_S = 60.0  # SIGTERM to exit
 
 
 def config(folder: Path, port: int, model: Path, fps: int) -> dict:
@@ -92,6 +94,7 @@ class Soak:
         self.collectors = [Collector(self.broker.port)]
         self.log_path = folder / "agent.log"
         self.agent = None
+        self.stopped_at = 0.0
 
     def run(self) -> dict:
         with open(str(self.log_path), "wb") as log:
@@ -126,8 +129,16 @@ class Soak:
         finally:
             if self.broker.proc is None:
                 self.broker.start()
+            self.stopped_at = time.monotonic()
             self.agent.send_signal(signal.SIGTERM)
-            code = self.agent.wait(60)
+            try:
+                code = self.agent.wait(STOP_S)
+            except subprocess.TimeoutExpired:
+                self.agent.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack into agent.log
+                time.sleep(1.0)
+                self.agent.kill()
+                self.agent.wait()
+                code = None
             time.sleep(1.0)
             for collector in self.collectors:
                 collector.close()
@@ -194,11 +205,15 @@ class Soak:
         rss_last = statistics.median(s[1] for s in last) if last else 0.0
         growth = (rss_last - rss_first) / rss_first * 100.0 if rss_first else 0.0
         left = self.outbox_rows()
+        log = self.log_path.read_text(errors="replace")
         result = {
             "minutes": round(self.seconds / 60, 2),
             "exit_code": code,
             "faults": len(self.faults),
             "fault_kinds": sorted({k for _, k in self.faults}),
+            # one sent in the last seconds may still be pending at the stop
+            "good_reloads": sum(1 for t, k in self.faults if k == "good-reload" and t < self.stopped_at - 5.0),
+            "reloads_applied": log.count("reload: applying the new config"),
             "metrics_received": len(metrics),
             "events_received": len(events),
             "lost_metrics_seq": lost["metrics"],
@@ -219,8 +234,13 @@ class Soak:
 
 def check(result: dict, max_rss_growth_pct: float) -> list:
     problems = []
-    if result["exit_code"] != 0:
+    if result["exit_code"] is None:
+        problems.append("the agent did not stop within {:.0f} s of SIGTERM; killed (its thread stacks are at the "
+                        "end of agent.log)".format(STOP_S))
+    elif result["exit_code"] != 0:
         problems.append("the agent exited with {}".format(result["exit_code"]))
+    if result["reloads_applied"] < result["good_reloads"]:
+        problems.append("{} of {} valid reloads were applied".format(result["reloads_applied"], result["good_reloads"]))
     if result["lost_metrics_seq"] or result["lost_events_seq"]:
         problems.append("lost seq: {} metrics, {} events".format(result["lost_metrics_seq"], result["lost_events_seq"]))
     if result["outbox_left"] != 0:

@@ -16,3 +16,4 @@ def test_short_soak_loses_nothing_and_does_not_grow():
     assert proc.returncode == 0 and result["ok"], (result, proc.stderr[-2000:])
     assert result["faults"] >= 8 and len(result["fault_kinds"]) == 4
     assert result["lost_metrics_seq"] == 0 and result["lost_events_seq"] == 0 and result["events_received"] > 0
+    assert result["good_reloads"] >= 1 and result["reloads_applied"] >= result["good_reloads"]
