@@ -391,11 +391,3 @@ class Pipeline:
         truth = frame.truth > 0
         self._truth_intersection.inc(int((predicted & truth).sum()))
         self._truth_union.inc(int((predicted | truth).sum()))
-
-
-def mask_iou(registry: Registry) -> Optional[float]:
-    """Dataset-level IoU of reported defect pixels against ground truth, where frames carry it."""
-    union = registry.counter_total("truth_union_px")
-    if union == 0:
-        return None
-    return registry.counter_total("truth_intersection_px") / union

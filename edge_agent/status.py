@@ -10,7 +10,6 @@ from typing import IO, Any, Dict, Optional
 import psutil
 
 from edge_agent.metrics import Registry
-from edge_agent.pipeline import mask_iou
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +61,15 @@ class StatusLine:
         else:
             log.info("%s", line)
         return line
+
+
+def mask_iou(registry: Registry) -> Optional[float]:
+    """Dataset-level IoU of reported defect pixels against ground truth, where frames carry it
+    (the pipeline counts both when a frame has `truth`)."""
+    union = registry.counter_total("truth_union_px")
+    if union == 0:
+        return None
+    return registry.counter_total("truth_intersection_px") / union
 
 
 def summary(registry: Registry, seconds: float, backend: str, precision: str) -> Dict[str, Any]:
