@@ -7,10 +7,12 @@ handler. Seen in the soak (`scripts/soak.py`): after a burst of SIGHUPs, `edge-a
 each "received SIGHUP" but applied no reload, and the SIGTERM at the end did not stop it.
 
 `SignalSafeEvent.set()` takes no lock: it sets a flag and writes a byte to a non-blocking pipe;
-`wait()` selects on the pipe. Any thread may set it too (the frame loop wakes the daemon's main
-thread when it ends); one thread waits on it.
+`wait()` polls the pipe (`poll`, not `select`: select cannot watch a descriptor numbered 1024 or
+above, which a process with many cameras and sockets may reach). Any thread may set it too (the
+frame loop wakes the daemon's main thread when it ends); one thread waits on it.
 """
 
+import math
 import os
 import select
 import threading
@@ -25,6 +27,8 @@ class SignalSafeEvent:
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
+        self._poll = select.poll()
+        self._poll.register(self._read, select.POLLIN)
         # closed with the object: a late set() from another thread never writes to a closed fd
         weakref.finalize(self, _close, self._read, self._write)
 
@@ -49,7 +53,7 @@ class SignalSafeEvent:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
-            ready, _, _ = select.select([self._read], [], [], remaining)
+            ready = self._poll.poll(None if remaining is None else max(1, math.ceil(remaining * 1000)))
             if ready:  # a set() (the flag is checked again after the drain) or a byte left by a clear() race
                 self._drain()
         return True

@@ -48,3 +48,29 @@ def test_many_sets_without_a_wait_do_not_block_the_setter():
         event.set()
     event.clear()
     assert event.wait(0.01) is False
+
+
+HIGH_FD = textwrap.dedent("""
+    import os, resource, threading
+    from edge_agent.signal_event import SignalSafeEvent
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # the event's pipe lands above 1024
+    event = SignalSafeEvent()
+    assert event._read >= 1024, event._read
+    assert event.wait(0.05) is False
+    threading.Timer(0.05, event.set).start()
+    print(event.wait(10))
+""")
+
+
+def test_wait_works_when_its_pipe_is_numbered_above_1024():
+    """A busy agent (many cameras, sockets, files) can hold that many descriptors; select() cannot
+    watch one numbered 1024 or above."""
+    import resource
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 1200:
+        import pytest
+        pytest.skip("the hard limit on open files is below 1200 here")
+    done = subprocess.run([sys.executable, "-c", HIGH_FD], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"
