@@ -1,8 +1,11 @@
+import resource
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+
+import pytest
 
 from edge_agent.signal_event import SignalSafeEvent
 
@@ -67,9 +70,7 @@ HIGH_FD = textwrap.dedent("""
 def test_wait_works_when_its_pipe_is_numbered_above_1024():
     """A busy agent (many cameras, sockets, files) can hold that many descriptors; select() cannot
     watch one numbered 1024 or above."""
-    import resource
     if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 1200:
-        import pytest
         pytest.skip("the hard limit on open files is below 1200 here")
     done = subprocess.run([sys.executable, "-c", HIGH_FD], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr[-2000:]
