@@ -66,7 +66,7 @@ class SignalSafeEvent:
             pass
 
 
-StopEvent = Union[threading.Event, "SignalSafeEvent"]  # what a loop that is told to stop waits on
+StopEvent = Union[threading.Event, SignalSafeEvent]  # what a loop that is told to stop waits on
 
 
 def _close(*fds: int) -> None:

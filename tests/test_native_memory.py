@@ -3,6 +3,7 @@ import platform
 import pytest
 
 from edge_agent import native_memory
+from edge_agent.status import rss_mb
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
@@ -54,10 +55,6 @@ def test_release_freed_memory_hands_back_pages_freed_inside_the_heap():
     libc.malloc.argtypes = [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
 
-    def resident_mb():
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * 4096 / 2**20
-
     block = 64 * 1024  # under glibc's mmap threshold: carved from the heap, not mapped on its own
     blocks = [libc.malloc(block) for _ in range(600)]
     try:
@@ -65,9 +62,9 @@ def test_release_freed_memory_hands_back_pages_freed_inside_the_heap():
             ctypes.memset(address, 1, block)  # make every page resident
         for address in blocks[::2]:
             libc.free(address)  # holes between live blocks: nothing at the top to give back
-        before = resident_mb()
+        before = rss_mb()
         assert native_memory.release_freed_memory() is True
-        after = resident_mb()
+        after = rss_mb()
     finally:
         for address in blocks[1::2]:
             libc.free(address)

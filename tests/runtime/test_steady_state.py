@@ -3,6 +3,9 @@ buffer is created after warm-up (counted by the buffer layer) and Python-level m
 (tracemalloc) over thousands of frames through the whole pipeline."""
 
 import gc
+import json
+import subprocess
+import sys
 import threading
 import tracemalloc
 
@@ -67,21 +70,18 @@ def test_pipeline_allocates_nothing_per_frame(tmp_path, dark_model):
 
 
 RINGS = """
-import json, os
+import json
 from edge_agent.metrics import Registry
-
-def resident_mb():
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+from edge_agent.status import rss_mb
 
 registry = Registry()
-made_at = resident_mb()
+made_at = rss_mb()
 rings = [registry.histogram("stage_ms", stage="s{}".format(n)) for n in range(10)]
-filled_at = resident_mb()
+filled_at = rss_mb()
 for ring in rings:
     for _ in range(65536):  # one full turn of every ring
         ring.observe(1.5)
-print(json.dumps({"made": filled_at - made_at, "filled": resident_mb() - filled_at}))
+print(json.dumps({"made": filled_at - made_at, "filled": rss_mb() - filled_at}))
 """
 
 
@@ -90,14 +90,6 @@ def test_metric_rings_are_resident_from_the_start():
     became resident only as the ring filled made the daemon's RSS creep up for its first hour
     (the 60-minute soak's growth), which looks like a leak on every dashboard. In a fresh
     interpreter: in this one, freed pages already resident would hide the difference."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    if not os.path.exists("/proc/self/statm"):
-        import pytest
-        pytest.skip("reads /proc/self/statm")
     done = subprocess.run([sys.executable, "-c", RINGS], capture_output=True, text=True, timeout=120, check=True)
     grown = json.loads(done.stdout)
     assert grown["made"] > 4.0, grown  # 10 x 512 kB, resident now
